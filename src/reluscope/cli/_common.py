@@ -1,0 +1,96 @@
+"""Shared pieces of the CLI: error reporting, consoles, dataset options.
+
+Command modules import only typer and the standard library at top level; the library (numpy, rich, matplotlib,
+torch) is imported inside the command body, so ``reluscope --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reluscope.data import Dataset
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_BAD_INPUT = 2
+
+
+def console(*, stderr: bool = False, quiet: bool = False) -> Console:
+    """A rich console (stdout by default); ``quiet`` silences it."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, quiet=quiet, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print one red line on stderr and return the Exit to raise."""
+    from rich.markup import escape
+
+    console(stderr=True).print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn the library's ValueError/TypeError/OSError into one red line and exit code 2 (never a traceback).
+
+    ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from reluscope.train import DivergenceError
+
+        try:
+            return fn(*args, **kwargs)
+        except DivergenceError as exc:
+            raise fail(str(exc), code=1) from None
+        except (ValueError, TypeError, OSError, KeyError) as exc:
+            msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
+            if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+                msg = f"{exc.strerror}: {exc.filename}"
+            raise fail(msg) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# Dataset options shared by train, diagnose and sweep --------------------------------------------------------------
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Dataset: 'spiral' (generated, no download), 'digits' (scikit-learn's 8x8 digits), or a file: "
+        ".npz with X and y arrays, .csv with a label column, or an MNIST IDX images file (see --labels).",
+    ),
+]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option("--labels", help="IDX labels file that goes with an IDX images file given to --data."),
+]
+LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="Name of the label column of a .csv dataset.")]
+PerClassOpt = Annotated[int, typer.Option("--n-per-class", min=1, help="Spiral: points per class.")]
+ClassesOpt = Annotated[int, typer.Option("--n-classes", min=2, help="Spiral: number of classes (arms).")]
+
+
+def load_data(
+    data: str, *, labels: Path | None, label_column: str, n_per_class: int, n_classes: int, seed: int
+) -> Dataset:
+    """Resolve the dataset options to a :class:`reluscope.data.Dataset`."""
+    from reluscope.data import load_dataset
+
+    return load_dataset(
+        data,
+        labels_path=labels,
+        label_column=label_column,
+        n_per_class=n_per_class,
+        n_classes=n_classes,
+        seed=seed,
+    )

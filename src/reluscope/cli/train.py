@@ -1,0 +1,197 @@
+"""``reluscope train``: train an MLP on spiral, digits or a file, with a live progress bar."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from reluscope.cli._common import (
+    ClassesOpt,
+    DataOpt,
+    LabelColumnOpt,
+    LabelsOpt,
+    PerClassOpt,
+    console,
+    friendly_errors,
+    load_data,
+)
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+def parse_hidden(text: str) -> list[int]:
+    """'100' or '64,64' -> [100] / [64, 64]; '' -> [] (a linear softmax classifier)."""
+    if not text.strip():
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--hidden must be comma-separated integers such as 100 or 64,64, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"--hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+@friendly_errors
+def train(
+    data: DataOpt = "spiral",
+    labels: LabelsOpt = None,
+    label_column: LabelColumnOpt = "label",
+    n_per_class: PerClassOpt = 100,
+    n_classes: ClassesOpt = 3,
+    hidden: Annotated[
+        str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated (e.g. 64,64); '' = linear.")
+    ] = "100",
+    activation: Annotated[
+        str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")
+    ] = "relu",
+    slope: Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")] = 0.01,
+    init: Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")] = "he",
+    init_std: Annotated[float, typer.Option(help="Standard deviation for --init normal (CS231n: 0.01).")] = 0.01,
+    bias_init: Annotated[float, typer.Option(help="Initial value of every bias (> 0 fights born-dead units).")] = 0.0,
+    optimizer: Annotated[
+        str, typer.Option("--optimizer", "-o", help="sgd, momentum, nesterov, adam or adamw.")
+    ] = "sgd",
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate (step size).")] = 1.0,
+    reg: Annotated[float, typer.Option(help="L2 strength: adds 0.5*reg*sum(W**2) over weight matrices.")] = 1e-3,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 2000,
+    batch_size: Annotated[
+        int, typer.Option(min=0, help="Samples per step; 0 = full batch (the CS231n case study).")
+    ] = 0,
+    val_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation (stratified).")
+    ] = 0.0,
+    standardize: Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for data, init and shuffling.")] = 0,
+    dtype: Annotated[DType, typer.Option(help="Floating point type, end to end.")] = DType.float64,
+    out: Annotated[
+        Path | None, typer.Option(help="Directory to write run.json (config + history) and model.npz into.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")] = False,
+) -> None:
+    """Train an MLP and report accuracy and the hidden units that never fired.
+
+    The defaults are the CS231n case study's 2-layer ReLU net on the generated spiral (no download):
+    100 hidden units, step size 1.0, reg 1e-3, full batch, 2000 epochs.
+    """
+    from reluscope.data import Standardizer, train_val_split
+    from reluscope.diagnose import scan
+    from reluscope.io import save_json, save_model
+    from reluscope.nn import MLP
+    from reluscope.train import DivergenceError, fit
+
+    ds = load_data(
+        data, labels=labels, label_column=label_column, n_per_class=n_per_class, n_classes=n_classes, seed=seed
+    )
+    X, y = ds.X, ds.y
+    X_val = y_val = None
+    if val_fraction > 0:
+        X, y, X_val, y_val = train_val_split(X, y, val_fraction, seed=seed)
+    if standardize:
+        scaler = Standardizer.fit(X)
+        X = scaler.transform(X)
+        X_val = scaler.transform(X_val) if X_val is not None else None
+    net = MLP(
+        [ds.n_features, *parse_hidden(hidden), ds.n_classes],
+        activation,
+        init=init,
+        init_std=init_std,
+        bias_init=bias_init,
+        slope=slope,
+        seed=seed,
+        dtype=dtype.value,
+    )
+    config: dict[str, Any] = {
+        "data": data,
+        "n_samples": len(y),
+        "hidden": parse_hidden(hidden),
+        "optimizer": optimizer,
+        "lr": lr,
+        "reg": reg,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "val_fraction": val_fraction,
+        "standardize": standardize,
+        "seed": seed,
+        "net": net.config(),
+    }
+    command = "reluscope " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("reluscope") else None
+
+    out_console = console(quiet=quiet or as_json)
+    from reluscope.cli._progress import EpochProgress
+
+    progress = EpochProgress(epochs, console=out_console, description=f"training on {ds.name}")
+    status = "finished"
+    history = None
+    try:
+        with progress:
+            history = fit(
+                net,
+                X,
+                y,
+                optimizer=optimizer,
+                lr=lr,
+                reg=reg,
+                epochs=epochs,
+                batch_size=batch_size or None,
+                seed=seed,
+                X_val=X_val,
+                y_val=y_val,
+                callbacks=[progress],
+            )
+    except DivergenceError as exc:
+        status = "diverged"
+        history = exc.history
+        if out is not None:
+            save_model(out / "model.npz", net)
+            save_json(
+                out / "run.json",
+                {
+                    "status": status,
+                    "error": str(exc),
+                    "config": config,
+                    "command": command,
+                    "history": history.to_dict(),
+                },
+            )
+        raise
+
+    stats = scan(net, X, batch_size=1024)
+    summary: dict[str, Any] = {
+        "status": status,
+        "train_accuracy": net.accuracy(X, y),
+        "final_loss": history.loss[-1],
+        "dead_fraction": {name: stats.dead_fraction(name) for name in stats.names},
+    }
+    if X_val is not None and y_val is not None:
+        summary["val_accuracy"] = net.accuracy(X_val, y_val)
+    if out is not None:
+        save_model(out / "model.npz", net)
+        save_json(out / "run.json", {**summary, "config": config, "command": command, "history": history.to_dict()})
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    out_console.print(
+        f"training accuracy [bold]{summary['train_accuracy']:.2%}[/bold]   final loss {summary['final_loss']:.4f}"
+        + (f"   validation accuracy [bold]{summary['val_accuracy']:.2%}[/bold]" if "val_accuracy" in summary else "")
+    )
+    for name, frac in summary["dead_fraction"].items():
+        dead = stats.dead_mask(name)
+        n_units = len(dead)
+        colour = "red" if frac > 0.5 else ("yellow" if frac > 0 else "green")
+        out_console.print(
+            f"{name}: [{colour}]{int(dead.sum())}/{n_units} units ({frac:.1%}) never fired[/{colour}] "
+            "on the training set"
+        )
+    if out is not None:
+        out_console.print(f"wrote {out / 'run.json'} and {out / 'model.npz'}")

@@ -1,0 +1,91 @@
+"""Files: atomic writes (temp file + rename, so a crash never leaves half a file), model checkpoints as ``.npz``
+loaded without unpickling, and JSON run records."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from reluscope.nn.model import MLP
+
+__all__ = ["atomic_write", "load_json", "load_model", "save_json", "save_model"]
+
+_CONFIG_KEY = "__reluscope_config__"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path``; on success it is flushed, fsynced and renamed over ``path``.
+
+    If the body raises, the temp file is removed and ``path`` keeps its old content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, allow_nan=True)
+    with atomic_write(path, "w") as f:
+        f.write(text + "\n")
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a ValueError names the file when it is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); was the file truncated?") from None
+
+
+def save_model(path: str | os.PathLike[str], net: MLP) -> None:
+    """Save ``net`` (config + params) to an ``.npz`` file, atomically."""
+    arrays: dict[str, Any] = dict(net.params)
+    arrays[_CONFIG_KEY] = np.array(json.dumps(net.config()))
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def load_model(path: str | os.PathLike[str]) -> MLP:
+    """Load an :class:`MLP` saved by :func:`save_model` (never unpickles: ``allow_pickle=False``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "model file not found", str(path))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{path} is not a readable reluscope model (.npz from `reluscope train --out`): {exc}"
+        ) from None
+    if _CONFIG_KEY not in arrays:
+        raise ValueError(
+            f"{path} has no reluscope config (keys: {sorted(arrays)}); save models with reluscope.io.save_model"
+        )
+    try:
+        config = json.loads(str(arrays.pop(_CONFIG_KEY)))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the stored config is not valid JSON ({exc})") from None
+    return MLP.from_params(config, arrays)

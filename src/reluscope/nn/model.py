@@ -1,0 +1,252 @@
+"""A multi-layer perceptron built from the forward/backward pairs in :mod:`reluscope.nn.functional`.
+
+``MLP([D, H1, ..., C])`` is ``dense -> act -> dense -> act -> ... -> dense`` producing class scores. Parameters
+live in one dict: ``W{l}`` (fan_in, fan_out), ``b{l}`` (fan_out,) for layers l = 1..L, plus ``a{l}`` (H_l,) for
+the hidden layers when the activation is PReLU. ``grads`` has exactly the same keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from reluscope._validate import RNGLike, as_rng, check_finite_array, check_labels, check_positive, resolve_dtype
+from reluscope.nn import functional as F
+from reluscope.nn.activations import Activation, get_activation
+from reluscope.nn.functional import Array
+from reluscope.nn.init import check_init, init_bias, init_weight
+
+__all__ = ["MLP"]
+
+
+class MLP:
+    """A fully connected classifier.
+
+    Parameters
+    ----------
+    sizes
+        Layer widths ``[D, H1, ..., C]``: input features, hidden widths, classes. At least two entries.
+    activation
+        ``relu`` (default), ``leaky``, ``prelu``, ``elu``, ``sigmoid`` or ``tanh`` — a one-line swap.
+    init
+        ``he`` (default), ``xavier``, ``xavier_uniform`` or ``normal`` (with ``init_std``, e.g. 0.01).
+    bias_init
+        Constant every bias starts at (0 by default; a small positive value keeps units from being born dead).
+    slope, alpha
+        Leaky/PReLU negative slope (0.01) and ELU's alpha (1.0).
+    seed
+        An int or a ``numpy.random.Generator`` (or a ``RandomState`` to continue an existing stream).
+    dtype
+        ``"float64"`` (default) or ``"float32"``; parameters, activations and gradients all stay in it.
+
+    Examples
+    --------
+    >>> net = MLP([2, 100, 3], seed=0)
+    >>> scores = net.forward(X)                        # (N, 3), caches kept for backward
+    >>> loss, dscores = F.softmax_cross_entropy(scores, y)
+    >>> grads = net.backward(dscores)                   # same keys as net.params
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str | Activation = "relu",
+        *,
+        init: str = "he",
+        init_std: float = 0.01,
+        bias_init: float = 0.0,
+        slope: float = 0.01,
+        alpha: float = 1.0,
+        seed: RNGLike = 0,
+        dtype: Any = "float64",
+    ) -> None:
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must list at least [inputs, classes], got {sizes}; e.g. sizes=[2, 100, 3]")
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, int | np.integer) or s <= 0:
+                raise ValueError(f"every layer size must be a positive integer, got {sizes}")
+        self.sizes: list[int] = [int(s) for s in sizes]
+        self.activation = get_activation(activation, slope=slope, alpha=alpha)
+        self.init = check_init(init)
+        self.init_std = check_positive(init_std, "init_std")
+        self.bias_init = float(bias_init)
+        self.dtype = resolve_dtype(dtype)
+        rng = as_rng(seed)
+        self.params: dict[str, Array] = {}
+        for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True), start=1):
+            self.params[f"W{layer}"] = init_weight(
+                self.init, fan_in, fan_out, rng=rng, dtype=self.dtype, std=self.init_std
+            )
+            self.params[f"b{layer}"] = init_bias(fan_out, value=self.bias_init, dtype=self.dtype)
+            if self.activation.learnable and layer < self.n_layers:
+                self.params[f"a{layer}"] = np.full(fan_out, self.activation.slope, dtype=self.dtype)
+        self.grads: dict[str, Array] = {}
+        self._caches: list[Any] | None = None
+
+    # Structure ------------------------------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        """Number of dense layers (hidden layers + the output layer)."""
+        return len(self.sizes) - 1
+
+    @property
+    def hidden_names(self) -> list[str]:
+        """Names of the hidden layers, ``["hidden1", ...]``, as used by the dead-unit statistics."""
+        return [f"hidden{layer}" for layer in range(1, self.n_layers)]
+
+    @property
+    def n_classes(self) -> int:
+        return self.sizes[-1]
+
+    def config(self) -> dict[str, Any]:
+        """JSON-ready constructor arguments (everything except the weights)."""
+        return {
+            "sizes": self.sizes,
+            "activation": self.activation.name,
+            "slope": self.activation.slope,
+            "alpha": self.activation.alpha,
+            "init": self.init,
+            "init_std": self.init_std,
+            "bias_init": self.bias_init,
+            "dtype": self.dtype.name,
+        }
+
+    @classmethod
+    def from_params(cls, config: dict[str, Any], params: dict[str, Array]) -> MLP:
+        """Rebuild a network from :meth:`config` and a params dict (checked for keys, shapes and finiteness)."""
+        net = cls(
+            config["sizes"],
+            config.get("activation", "relu"),
+            init=config.get("init", "he"),
+            init_std=config.get("init_std", 0.01),
+            bias_init=config.get("bias_init", 0.0),
+            slope=config.get("slope", 0.01),
+            alpha=config.get("alpha", 1.0),
+            dtype=config.get("dtype", "float64"),
+        )
+        net.set_params(params)
+        return net
+
+    def set_params(self, params: dict[str, Array]) -> None:
+        """Replace every parameter (copied, cast to the net's dtype) after checking keys, shapes and NaN/inf."""
+        missing = sorted(set(self.params) - set(params))
+        extra = sorted(set(params) - set(self.params))
+        if missing or extra:
+            raise ValueError(
+                f"parameters do not match an MLP{self.sizes} with {self.activation.name}: missing {missing}, "
+                f"unexpected {extra}; was it saved from a network of another shape?"
+            )
+        for key, old in self.params.items():
+            new = np.asarray(params[key])
+            if new.shape != old.shape:
+                raise ValueError(f"parameter {key} must have shape {old.shape}, got {new.shape}")
+            check_finite_array(new, key, ndim=new.ndim)
+            self.params[key] = new.astype(self.dtype, copy=True)
+
+    def copy(self, dtype: Any = None) -> MLP:
+        """A deep copy, optionally cast to another dtype."""
+        cfg = self.config()
+        if dtype is not None:
+            cfg["dtype"] = resolve_dtype(dtype).name
+        return MLP.from_params(cfg, self.params)
+
+    def __repr__(self) -> str:
+        return f"MLP({self.sizes}, activation={self.activation.name!r}, init={self.init!r}, dtype={self.dtype.name!r})"
+
+    # Forward / backward ---------------------------------------------------------------------------------------
+    def check_input(self, X: Any, name: str = "X") -> Array:
+        """Validate X as (N, D) finite numbers matching the input layer; returns it in the net's dtype."""
+        X = check_finite_array(X, name, ndim=2)
+        if X.shape[1] != self.sizes[0]:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features but the network expects {self.sizes[0]} "
+                f"(sizes {self.sizes}); pass data with {self.sizes[0]} columns or build MLP([{X.shape[1]}, ...])"
+            )
+        out: Array = X.astype(self.dtype, copy=False)
+        return out
+
+    def _layers(self, X: Array, *, keep_caches: bool) -> tuple[Array, list[tuple[Array, Array]], list[Any]]:
+        """Run every layer; returns scores, (pre, post) per hidden layer, and caches if asked."""
+        h = X
+        hidden: list[tuple[Array, Array]] = []
+        caches: list[Any] = []
+        p = self.params
+        for layer in range(1, self.n_layers + 1):
+            z, dense_cache = F.dense_forward(h, p[f"W{layer}"], p[f"b{layer}"])
+            if keep_caches:
+                caches.append(dense_cache)
+            if layer == self.n_layers:
+                return z, hidden, caches
+            h, act_cache = self.activation.forward(z, p.get(f"a{layer}"))
+            hidden.append((z, h))
+            if keep_caches:
+                caches.append(act_cache)
+        raise AssertionError("unreachable: an MLP has at least one layer")
+
+    def forward(self, X: Array) -> Array:
+        """X: (N, D) -> scores: (N, C). Keeps the caches that :meth:`backward` needs."""
+        X = self.check_input(X)
+        scores, _, self._caches = self._layers(X, keep_caches=True)
+        return scores
+
+    def backward(self, dscores: Array) -> dict[str, Array]:
+        """dscores: (N, C) -> grads, a dict with the same keys as ``params`` (also kept in ``self.grads``)."""
+        if self._caches is None:
+            raise RuntimeError("backward() needs a forward() first: call net.forward(X) on the same batch")
+        caches = self._caches
+        grads: dict[str, Array] = {}
+        dh = dscores
+        for layer in range(self.n_layers, 0, -1):
+            if layer < self.n_layers:
+                dh, dparam = self.activation.backward(dh, caches[2 * layer - 1])
+                if dparam is not None:
+                    grads[f"a{layer}"] = dparam
+            dh, grads[f"W{layer}"], grads[f"b{layer}"] = F.dense_backward(dh, caches[2 * layer - 2])
+        self.grads = {key: grads[key] for key in self.params}
+        return self.grads
+
+    def loss(self, X: Array, y: NDArray[np.integer[Any]], reg: float = 0.0) -> tuple[float, dict[str, Array]]:
+        """Mean softmax cross-entropy + 0.5 * reg * sum(W**2) over weight matrices; returns (loss, grads)."""
+        loss, grads, _ = self.loss_and_scores(X, y, reg)
+        return loss, grads
+
+    def loss_and_scores(
+        self, X: Array, y: NDArray[np.integer[Any]], reg: float = 0.0
+    ) -> tuple[float, dict[str, Array], Array]:
+        """Like :meth:`loss`, also returning the scores (N, C) of the forward pass (computed before any update)."""
+        scores = self.forward(X)
+        loss, dscores = F.softmax_cross_entropy(scores, y)
+        grads = self.backward(dscores)
+        if reg:
+            for layer in range(1, self.n_layers + 1):
+                reg_loss, dW = F.l2_penalty(self.params[f"W{layer}"], reg)
+                loss += reg_loss
+                grads[f"W{layer}"] += dW
+        return loss, grads, scores
+
+    # Inference (no caches kept) -------------------------------------------------------------------------------
+    def scores(self, X: Array) -> Array:
+        """X: (N, D) -> class scores (N, C), keeping no caches."""
+        return self._layers(self.check_input(X), keep_caches=False)[0]
+
+    def predict(self, X: Array) -> NDArray[np.intp]:
+        """X: (N, D) -> predicted class (N,)."""
+        pred: NDArray[np.intp] = np.argmax(self.scores(X), axis=1)
+        return pred
+
+    def accuracy(self, X: Array, y: NDArray[np.integer[Any]]) -> float:
+        """Fraction of samples whose predicted class equals the label."""
+        pred = self.predict(X)
+        return float(np.mean(pred == check_labels(y, len(pred), self.n_classes)))
+
+    def hidden_outputs(self, X: Array) -> list[tuple[Array, Array]]:
+        """X: (N, D) -> per hidden layer, (pre-activation (N, H_l), activation (N, H_l)); no caches kept."""
+        return self._layers(self.check_input(X), keep_caches=False)[1]
+
+    def preactivations(self, X: Array) -> list[Array]:
+        """X: (N, D) -> one pre-activation array (N, H_l) per hidden layer; a unit fires where it is > 0."""
+        return [pre for pre, _ in self.hidden_outputs(X)]

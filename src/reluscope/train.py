@@ -1,0 +1,205 @@
+"""The training loop: full-batch or minibatch SGD/momentum/Adam over an :class:`~reluscope.nn.MLP`.
+
+:func:`fit` records a :class:`History` of plain lists (one entry per epoch), calls :class:`Callback` hooks, and
+stops on divergence: a non-finite loss or parameter raises :class:`DivergenceError` after restoring the last
+finite parameters, with advice to lower the learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from reluscope._validate import RNGLike, as_rng, check_labels, check_positive
+from reluscope.data import minibatches
+from reluscope.nn import functional as F
+from reluscope.nn.functional import Array
+from reluscope.nn.model import MLP
+from reluscope.nn.optim import Optimizer, get_optimizer
+
+__all__ = ["Callback", "DivergenceError", "History", "TrainState", "fit"]
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or parameter. ``history`` holds what was recorded before it."""
+
+    def __init__(self, message: str, *, epoch: int, step: int, lr: float, history: History) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.lr, self.history = epoch, step, lr, history
+
+
+@dataclass
+class History:
+    """Per-epoch records as plain lists (JSON-ready). ``extra`` is where callbacks add their own series."""
+
+    epoch: list[int] = field(default_factory=list)
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**d)
+
+
+@dataclass
+class TrainState:
+    """What callbacks see. ``epoch`` counts completed epochs (0 before the first), ``step`` optimizer steps."""
+
+    net: MLP
+    optimizer: Optimizer
+    X: Array
+    y: NDArray[np.intp]
+    history: History
+    epoch: int = 0
+    step: int = 0
+    loss: float = math.nan
+    stop_training: bool = False
+
+
+class Callback:
+    """Hooks called by :func:`fit`; override what you need. Set ``state.stop_training`` to stop early."""
+
+    def on_train_begin(self, state: TrainState) -> None:
+        """Before the first step (the network is at its initialisation)."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After every optimizer step."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After every epoch, once the history row for it is recorded."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last step (also when stopped early, not after a divergence)."""
+
+
+def _all_finite(params: dict[str, Array]) -> bool:
+    return all(np.isfinite(p).all() for p in params.values())
+
+
+def fit(
+    net: MLP,
+    X: Array,
+    y: NDArray[np.integer[Any]],
+    *,
+    optimizer: str | Optimizer = "sgd",
+    lr: float = 1.0,
+    reg: float = 0.0,
+    epochs: int | None = None,
+    iterations: int | None = None,
+    batch_size: int | None = None,
+    seed: RNGLike = 0,
+    X_val: Array | None = None,
+    y_val: NDArray[np.integer[Any]] | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> History:
+    """Train ``net`` in place; returns the :class:`History`.
+
+    Parameters
+    ----------
+    X, y
+        Training data (N, D) and integer labels (N,) in [0, C).
+    optimizer, lr
+        An :class:`~reluscope.nn.Optimizer` or a name (sgd, momentum, nesterov, adam, adamw) built with ``lr``.
+    reg
+        L2 strength: the loss gains 0.5 * reg * sum(W**2) over weight matrices (not biases).
+    epochs, iterations
+        How long to train: a number of passes over X, or of optimizer steps (give one; default 1 epoch).
+    batch_size
+        Samples per step; ``None`` (or ≥ N) is full batch. Minibatches are reshuffled every epoch with ``seed``.
+    X_val, y_val
+        Optional validation data, evaluated at the end of every epoch.
+    """
+    X = net.check_input(X)
+    y = check_labels(y, X.shape[0], net.n_classes)
+    if (X_val is None) != (y_val is None):
+        raise ValueError("pass both X_val and y_val, or neither")
+    if X_val is not None:
+        X_val = net.check_input(X_val, "X_val")
+        y_val = check_labels(y_val, X_val.shape[0], net.n_classes, name="y_val")
+    reg = check_positive(reg, "reg", allow_zero=True)
+    n = X.shape[0]
+    bs = n if batch_size is None else int(check_positive(batch_size, "batch_size"))
+    bs = min(bs, n)
+    steps_per_epoch = math.ceil(n / bs)
+    if epochs is not None and iterations is not None:
+        raise ValueError("give epochs or iterations, not both")
+    if iterations is not None:
+        total_steps = int(check_positive(iterations, "iterations"))
+        n_epochs = math.ceil(total_steps / steps_per_epoch)
+    else:
+        n_epochs = 1 if epochs is None else int(check_positive(epochs, "epochs"))
+        total_steps = n_epochs * steps_per_epoch
+    opt = get_optimizer(optimizer, lr)
+    rng = as_rng(seed)
+
+    history = History()
+    state = TrainState(net=net, optimizer=opt, X=X, y=y, history=history)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    last_good = {k: p.copy() for k, p in net.params.items()}
+
+    for epoch in range(1, n_epochs + 1):
+        loss_sum, correct, seen, grad_norm = 0.0, 0, 0, 0.0
+        for idx in minibatches(n, bs, rng=rng if bs < n else None):
+            if state.step >= total_steps:
+                break
+            Xb, yb = (X, y) if bs >= n else (X[idx], y[idx])
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss, grads, scores = net.loss_and_scores(Xb, yb, reg)
+                finite = math.isfinite(loss)
+                if finite:
+                    grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+                    opt.step(net.params, grads)
+                    finite = math.isfinite(grad_norm) and _all_finite(net.params)
+            if not finite:
+                net.set_params(last_good)
+                raise DivergenceError(
+                    f"training diverged at epoch {epoch}, step {state.step + 1}: the loss or the weights became "
+                    f"NaN/inf with lr={opt.lr:g}; lower the learning rate (try lr={opt.lr / 10:g}) or add --reg. "
+                    f"The network was restored to its last finite weights (end of epoch {epoch - 1}).",
+                    epoch=epoch,
+                    step=state.step + 1,
+                    lr=opt.lr,
+                    history=history,
+                )
+            state.step += 1
+            state.loss = loss
+            loss_sum += loss * len(yb)
+            correct += int(np.count_nonzero(np.argmax(scores, axis=1) == yb))
+            seen += len(yb)
+            for cb in callbacks:
+                cb.on_step_end(state)
+        state.epoch = epoch
+        history.epoch.append(epoch)
+        history.step.append(state.step)
+        history.loss.append(loss_sum / seen)
+        history.lr.append(opt.lr)
+        history.accuracy.append(correct / seen)
+        history.grad_norm.append(grad_norm)
+        if X_val is not None and y_val is not None:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                val_scores = net.scores(X_val)
+                history.val_loss.append(F.softmax_cross_entropy(val_scores, y_val)[0])
+                history.val_accuracy.append(float(np.mean(np.argmax(val_scores, axis=1) == y_val)))
+        last_good = {k: p.copy() for k, p in net.params.items()}
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        if state.stop_training or state.step >= total_steps:
+            break
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return history

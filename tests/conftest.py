@@ -1,0 +1,22 @@
+"""Shared fixtures: tiny data built in memory, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def away_from_zero(rng: np.random.Generator):
+    """(N, D) float64 values with |x| >= 0.1, so ±1e-5 never crosses a kink."""
+
+    def make(*shape: int) -> np.ndarray:
+        x = rng.uniform(0.1, 2.0, size=shape)
+        return x * rng.choice([-1.0, 1.0], size=shape)
+
+    return make
