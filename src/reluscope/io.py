@@ -74,8 +74,13 @@ def load_model(path: str | os.PathLike[str]) -> MLP:
     if not path.is_file():
         raise FileNotFoundError(2, "model file not found", str(path))
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        # Open the file ourselves: np.load leaks its handle when the zip is corrupt.
+        with path.open("rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError(f"found a single array of shape {np.shape(loaded)}, not an .npz archive")
+            with loaded as z:
+                arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(
             f"{path} is not a readable reluscope model (.npz from `reluscope train --out`): {exc}"

@@ -1,0 +1,92 @@
+"""`reluscope train` through typer's CliRunner: outputs, files, and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from reluscope.cli import app
+from reluscope.io import load_json, load_model
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_train_json_summary_and_run_dir(tmp_path):
+    res = run("train", "--epochs", "30", "--json", "--out", str(tmp_path / "run"))
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert 0 <= summary["train_accuracy"] <= 1
+    assert set(summary["dead_fraction"]) == {"hidden1"}
+    record = load_json(tmp_path / "run" / "run.json")
+    assert record["status"] == "finished"
+    assert len(record["history"]["loss"]) == 30
+    assert record["config"]["net"]["sizes"] == [2, 100, 3]
+    net = load_model(tmp_path / "run" / "model.npz")
+    assert net.sizes == [2, 100, 3]
+
+
+def test_train_prints_accuracy_and_dead_units():
+    res = run("train", "--epochs", "20", "--hidden", "16,8", "--dtype", "float32", "--val-fraction", "0.2")
+    assert res.exit_code == 0, res.output
+    assert "training accuracy" in res.stdout and "validation accuracy" in res.stdout
+    assert "hidden1:" in res.stdout and "hidden2:" in res.stdout
+
+
+def test_train_on_npz_file(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((40, 5)), y=rng.integers(0, 4, 40))
+    res = run("train", "--data", str(tmp_path / "d.npz"), "--epochs", "5", "--json", "--batch-size", "8")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "-1"], "lr must be finite and > 0"),
+        (["--lr", "0"], "lr must be finite and > 0"),
+        (["--activation", "relux"], "unknown activation 'relux'"),
+        (["--init", "lecun"], "unknown init 'lecun'"),
+        (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+        (["--hidden", "10,x"], "--hidden must be comma-separated integers"),
+        (["--hidden", "0"], "--hidden sizes must be positive"),
+        (["--data", "nope"], "unknown dataset 'nope'"),
+        (["--data", "missing.npz"], "missing.npz"),
+    ],
+)
+def test_bad_options_print_one_line_and_exit_2(args, message):
+    res = run("train", "--epochs", "1", *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.stderr
+    assert "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_bad_labels_in_file_exit_2(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((4, 2)), y=np.array([0.5, 1, 0, 1]))
+    res = run("train", "--data", str(tmp_path / "d.npz"), "--epochs", "1")
+    assert res.exit_code == 2
+    assert "label" in res.stderr
+
+
+def test_divergence_exits_1_and_writes_last_finite_model(tmp_path):
+    res = run("train", "--lr", "1e200", "--epochs", "5", "--out", str(tmp_path))
+    assert res.exit_code == 1
+    assert "lower the learning rate" in res.stderr
+    assert load_json(tmp_path / "run.json")["status"] == "diverged"
+    net = load_model(tmp_path / "model.npz")
+    assert all(np.isfinite(p).all() for p in net.params.values())
+
+
+def test_help_teaches():
+    res = run("train", "--help")
+    assert res.exit_code == 0
+    for option in ("--data", "--hidden", "--activation", "--lr", "--out", "spiral"):
+        assert option in res.stdout

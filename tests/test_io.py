@@ -1,0 +1,66 @@
+"""Atomic files and checkpoints that load without unpickling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reluscope.io import atomic_write, load_json, load_model, save_json, save_model
+from reluscope.nn import MLP
+
+
+def test_model_round_trip(tmp_path):
+    net = MLP([3, 5, 4, 2], "prelu", init="xavier", bias_init=0.1, seed=3, dtype="float32")
+    save_model(tmp_path / "m.npz", net)
+    back = load_model(tmp_path / "m.npz")
+    assert back.config() == net.config()
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(back.params[k], v)
+        assert back.params[k].dtype == np.float32
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "run.json"
+    save_json(path, {"a": 1})
+    with pytest.raises(RuntimeError, match="boom"), atomic_write(path, "w") as f:
+        f.write("{half")
+        raise RuntimeError("boom")
+    assert load_json(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temp file left behind
+
+
+def test_corrupt_and_foreign_files_are_explained(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a readable reluscope model"):
+        load_model(bad)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, W1=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="no reluscope config"):
+        load_model(foreign)
+    pickled = tmp_path / "pickled.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a readable reluscope model"):
+        load_model(pickled)
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="not an .npz archive"):
+        load_model(tmp_path / "plain.npy")
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.npz")
+
+
+def test_shape_mismatch_is_explained(tmp_path):
+    net = MLP([3, 5, 2], seed=0)
+    save_model(tmp_path / "m.npz", net)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["W1"] = np.zeros((4, 5))
+    np.savez(tmp_path / "m2.npz", **arrays)
+    with pytest.raises(ValueError, match=r"W1 must have shape \(3, 5\), got \(4, 5\)"):
+        load_model(tmp_path / "m2.npz")
+
+
+def test_bad_json_is_explained(tmp_path):
+    (tmp_path / "x.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_json(tmp_path / "x.json")
