@@ -36,7 +36,7 @@ def test_train_prints_accuracy_and_dead_units():
     res = run("train", "--epochs", "20", "--hidden", "16,8", "--dtype", "float32", "--val-fraction", "0.2")
     assert res.exit_code == 0, res.output
     assert "training accuracy" in res.stdout and "validation accuracy" in res.stdout
-    assert "hidden1:" in res.stdout and "hidden2:" in res.stdout
+    assert "hidden1" in res.stdout and "hidden2" in res.stdout and "dead %" in res.stdout
 
 
 def test_train_on_npz_file(tmp_path):
@@ -90,3 +90,38 @@ def test_help_teaches():
     assert res.exit_code == 0
     for option in ("--data", "--hidden", "--activation", "--lr", "--out", "spiral"):
         assert option in res.stdout
+
+
+def test_track_dead_records_unit_history(tmp_path):
+    res = run("train", "--epochs", "40", "--lr", "5", "--track-dead", "10", "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    history = load_json(tmp_path / "run.json")["unit_history"]["hidden1"]
+    dead_now = load_json(tmp_path / "run.json")["dead_fraction"]["hidden1"]
+    assert history["n_dead_at_end"] == round(dead_now * 100)
+    assert "died during training" in res.stdout
+
+
+def test_standardizer_is_saved_and_used_by_diagnose(tmp_path):
+    from reluscope.io import load_standardizer
+
+    res = run(
+        "train",
+        "--data",
+        "digits",
+        "--hidden",
+        "16",
+        "--epochs",
+        "2",
+        "--standardize",
+        "--lr",
+        "0.1",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        str(tmp_path),
+    )
+    assert res.exit_code == 0, res.output
+    scaler = load_standardizer(tmp_path / "model.npz")
+    assert scaler is not None and scaler.mean.shape == (64,)
+    res = run("diagnose", str(tmp_path / "model.npz"), "--data", "digits", "--json")
+    assert res.exit_code == 0, res.output

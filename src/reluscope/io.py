@@ -14,11 +14,13 @@ from typing import IO, Any
 
 import numpy as np
 
+from reluscope.data import Standardizer
 from reluscope.nn.model import MLP
 
-__all__ = ["atomic_write", "load_json", "load_model", "save_json", "save_model"]
+__all__ = ["atomic_write", "load_json", "load_model", "load_standardizer", "save_json", "save_model"]
 
 _CONFIG_KEY = "__reluscope_config__"
+_MEAN_KEY, _STD_KEY = "__standardize_mean__", "__standardize_std__"
 
 
 @contextlib.contextmanager
@@ -60,16 +62,20 @@ def load_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{path} is not valid JSON ({exc}); was the file truncated?") from None
 
 
-def save_model(path: str | os.PathLike[str], net: MLP) -> None:
-    """Save ``net`` (config + params) to an ``.npz`` file, atomically."""
+def save_model(path: str | os.PathLike[str], net: MLP, *, standardizer: Standardizer | None = None) -> None:
+    """Save ``net`` (config + params) to an ``.npz`` file, atomically.
+
+    A ``standardizer`` the network was trained behind is stored with it, so ``diagnose`` can apply it.
+    """
     arrays: dict[str, Any] = dict(net.params)
     arrays[_CONFIG_KEY] = np.array(json.dumps(net.config()))
+    if standardizer is not None:
+        arrays[_MEAN_KEY], arrays[_STD_KEY] = standardizer.mean, standardizer.std
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
 
-def load_model(path: str | os.PathLike[str]) -> MLP:
-    """Load an :class:`MLP` saved by :func:`save_model` (never unpickles: ``allow_pickle=False``)."""
+def _load_arrays(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "model file not found", str(path))
@@ -82,15 +88,32 @@ def load_model(path: str | os.PathLike[str]) -> MLP:
             with loaded as z:
                 arrays = {k: z[k] for k in z.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = "not an .npz archive" if "pickle" in str(exc) else str(exc)
         raise ValueError(
-            f"{path} is not a readable reluscope model (.npz from `reluscope train --out`): {exc}"
+            f"{path} is not a readable reluscope model (.npz from `reluscope train --out`): {reason}"
         ) from None
     if _CONFIG_KEY not in arrays:
         raise ValueError(
             f"{path} has no reluscope config (keys: {sorted(arrays)}); save models with reluscope.io.save_model"
         )
+    return arrays
+
+
+def load_model(path: str | os.PathLike[str]) -> MLP:
+    """Load an :class:`MLP` saved by :func:`save_model` (never unpickles: ``allow_pickle=False``)."""
+    arrays = _load_arrays(path)
     try:
         config = json.loads(str(arrays.pop(_CONFIG_KEY)))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: the stored config is not valid JSON ({exc})") from None
+    arrays.pop(_MEAN_KEY, None)
+    arrays.pop(_STD_KEY, None)
     return MLP.from_params(config, arrays)
+
+
+def load_standardizer(path: str | os.PathLike[str]) -> Standardizer | None:
+    """The :class:`~reluscope.data.Standardizer` saved with a model, or None if it was trained on raw features."""
+    arrays = _load_arrays(path)
+    if _MEAN_KEY not in arrays:
+        return None
+    return Standardizer(arrays[_MEAN_KEY], arrays[_STD_KEY])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from reluscope.cli import diagnose as _diagnose
 from reluscope.cli import train as _train
 
 __all__ = ["app", "main"]
@@ -39,6 +40,7 @@ def _root(
 
 
 app.command("train")(_train.train)
+app.command("diagnose")(_diagnose.diagnose)
 
 
 def main() -> None:

@@ -73,6 +73,14 @@ def train(
     standardize: Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed for data, init and shuffling.")] = 0,
     dtype: Annotated[DType, typer.Option(help="Floating point type, end to end.")] = DType.float64,
+    track_dead: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Scan the training set every N epochs (and at init) and record per-unit history: born dead, "
+            "died at epoch, revived at epoch. 0 = off.",
+        ),
+    ] = 0,
     out: Annotated[
         Path | None, typer.Option(help="Directory to write run.json (config + history) and model.npz into.")
     ] = None,
@@ -84,8 +92,9 @@ def train(
     The defaults are the CS231n case study's 2-layer ReLU net on the generated spiral (no download):
     100 hidden units, step size 1.0, reg 1e-3, full batch, 2000 epochs.
     """
+    from reluscope.cli.diagnose import dead_layer_message, render_dead_table
     from reluscope.data import Standardizer, train_val_split
-    from reluscope.diagnose import scan
+    from reluscope.diagnose import DeadUnitTracker, scan
     from reluscope.io import save_json, save_model
     from reluscope.nn import MLP
     from reluscope.train import DivergenceError, fit
@@ -97,6 +106,7 @@ def train(
     X_val = y_val = None
     if val_fraction > 0:
         X, y, X_val, y_val = train_val_split(X, y, val_fraction, seed=seed)
+    scaler = None
     if standardize:
         scaler = Standardizer.fit(X)
         X = scaler.transform(X)
@@ -131,6 +141,8 @@ def train(
     from reluscope.cli._progress import EpochProgress
 
     progress = EpochProgress(epochs, console=out_console, description=f"training on {ds.name}")
+    tracker = DeadUnitTracker(every=track_dead) if track_dead else None
+    callbacks = [progress] if tracker is None else [tracker, progress]
     status = "finished"
     history = None
     try:
@@ -147,13 +159,13 @@ def train(
                 seed=seed,
                 X_val=X_val,
                 y_val=y_val,
-                callbacks=[progress],
+                callbacks=callbacks,
             )
     except DivergenceError as exc:
         status = "diverged"
         history = exc.history
         if out is not None:
-            save_model(out / "model.npz", net)
+            save_model(out / "model.npz", net, standardizer=scaler)
             save_json(
                 out / "run.json",
                 {
@@ -175,8 +187,11 @@ def train(
     }
     if X_val is not None and y_val is not None:
         summary["val_accuracy"] = net.accuracy(X_val, y_val)
+    if tracker is not None:
+        units = tracker.unit_history()
+        summary["unit_history"] = {name: h.to_dict(fire_counts=False) for name, h in units.items()}
     if out is not None:
-        save_model(out / "model.npz", net)
+        save_model(out / "model.npz", net, standardizer=scaler)
         save_json(out / "run.json", {**summary, "config": config, "command": command, "history": history.to_dict()})
     if as_json:
         typer.echo(json.dumps(summary))
@@ -185,13 +200,15 @@ def train(
         f"training accuracy [bold]{summary['train_accuracy']:.2%}[/bold]   final loss {summary['final_loss']:.4f}"
         + (f"   validation accuracy [bold]{summary['val_accuracy']:.2%}[/bold]" if "val_accuracy" in summary else "")
     )
-    for name, frac in summary["dead_fraction"].items():
-        dead = stats.dead_mask(name)
-        n_units = len(dead)
-        colour = "red" if frac > 0.5 else ("yellow" if frac > 0 else "green")
-        out_console.print(
-            f"{name}: [{colour}]{int(dead.sum())}/{n_units} units ({frac:.1%}) never fired[/{colour}] "
-            "on the training set"
-        )
+    out_console.print(render_dead_table(stats, title="hidden units over the training set"))
+    if tracker is not None:
+        for name, h in units.items():
+            out_console.print(
+                f"{name}: {h.n_born_dead} born dead, {h.n_died} died during training, {h.n_revived} revived, "
+                f"{h.n_dead_at_end} dead at the end"
+            )
+    message = dead_layer_message(stats, net.activation.name)
+    if message:
+        out_console.print(f"[bold red]{message}[/bold red]")
     if out is not None:
         out_console.print(f"wrote {out / 'run.json'} and {out / 'model.npz'}")
