@@ -125,3 +125,11 @@ def test_standardizer_is_saved_and_used_by_diagnose(tmp_path):
     assert scaler is not None and scaler.mean.shape == (64,)
     res = run("diagnose", str(tmp_path / "model.npz"), "--data", "digits", "--json")
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("args", [["train", "--epochs", "0"], ["train", "--bogus"], ["train", "--dtype", "float16"]])
+def test_usage_errors_are_one_line_too(args):
+    res = run(*args)
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--help" in lines[0]

@@ -237,3 +237,12 @@ def test_softmax_scores_consistency(rng):
     loss, _ = net.loss(X, y)
     assert loss == pytest.approx(F.softmax_cross_entropy(net.scores(X), y)[0])
     assert net.predict(X).shape == (12,)
+
+
+def test_gradcheck_does_not_fail_a_gradient_that_is_exactly_zero():
+    net = MLP([2, 3, 2], seed=0)
+    net.params["b1"][:] = -10.0  # every unit dead on every sample: all first-layer gradients are exactly 0
+    X = np.array([[0.1, 0.2], [-0.3, 0.1]])
+    report = check_gradients(net, X, np.array([0, 1]))
+    assert report.passed
+    assert report.params["W1"].rel_error < 1e-7
