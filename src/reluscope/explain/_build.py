@@ -8,6 +8,7 @@ dataclasses holding numpy arrays and text. Nothing here prints or imports rich; 
 
 from __future__ import annotations
 
+import io
 import numbers
 import os
 import zipfile
@@ -390,7 +391,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Array]:
     if not p.is_file():
         raise FileNotFoundError(2, "weights file not found", str(p))
     try:
-        loaded = np.load(p, allow_pickle=False)
+        loaded = np.load(io.BytesIO(p.read_bytes()), allow_pickle=False)  # no file handle left open on errors
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(
             f"{p} is not a readable .npz file ({exc}); write one with np.savez({p.name!r}, W1=W1, b1=b1, W2=W2, b2=b2)"
@@ -403,7 +404,7 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Array]:
     with loaded:
         arrays: dict[str, Any] = {}
         for key in loaded.files:
-            if key == _MODEL_CONFIG_KEY:
+            if key.startswith("__"):  # a reluscope model's config / standardizer, not a parameter
                 continue
             try:
                 arrays[key] = loaded[key]
