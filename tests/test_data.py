@@ -46,9 +46,7 @@ def cs231n_spiral(rs: np.random.RandomState, N: int, K: int) -> tuple[NDArray[An
     return X, y
 
 
-def write_idx_images(
-    path: Path, images: NDArray[np.uint8], *, compress: bool = False, magic: int = 0x803
-) -> Path:
+def write_idx_images(path: Path, images: NDArray[np.uint8], *, compress: bool = False, magic: int = 0x803) -> Path:
     n, rows, cols = images.shape
     data = struct.pack(">IIII", magic, n, rows, cols) + images.astype(np.uint8).tobytes()
     path.write_bytes(gzip.compress(data) if compress else data)
@@ -77,9 +75,7 @@ def write_csv(path: Path, text: str) -> Path:
 
 
 # -- spiral --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("seed", "n", "k"), [(0, 100, 3), (1, 100, 3), (42, 7, 5), (123, 1, 1), (2**32 - 1, 50, 2)]
-)
+@pytest.mark.parametrize(("seed", "n", "k"), [(0, 100, 3), (1, 100, 3), (42, 7, 5), (123, 1, 1), (2**32 - 1, 50, 2)])
 def test_spiral_bit_identical_to_cs231n(seed: int, n: int, k: int) -> None:
     X, y = spiral(n, k, seed=seed)
     X_ref, y_ref = cs231n_spiral(np.random.RandomState(seed), n, k)
@@ -177,9 +173,7 @@ def test_idx_truncated_payload(tmp_path: Path, idx_pair: tuple[Path, Path, Any, 
     img, lab, _, _ = idx_pair
     cut = tmp_path / "cut"
     cut.write_bytes(img.read_bytes()[:-7])
-    with pytest.raises(
-        ValueError, match=r"is truncated: the header promises 5 x 3 x 4 = 60 bytes of images.*only 53"
-    ):
+    with pytest.raises(ValueError, match=r"is truncated: the header promises 5 x 3 x 4 = 60 bytes of images.*only 53"):
         load_idx(cut, lab)
 
 
@@ -443,9 +437,7 @@ def test_split_shapes_property(n: int, d: int, k: int, frac: float, seed: int, s
     assert len(yt) == len(Xt) >= 1 and len(yv) == len(Xv)
     if stratify:
         assert set(yt.tolist()) == set(y.tolist())
-    np.testing.assert_array_equal(
-        np.bincount(np.concatenate([yt, yv]), minlength=k), np.bincount(y, minlength=k)
-    )
+    np.testing.assert_array_equal(np.bincount(np.concatenate([yt, yv]), minlength=k), np.bincount(y, minlength=k))
 
 
 # -- Standardizer --------------------------------------------------------------------------------------------

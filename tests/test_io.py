@@ -43,7 +43,7 @@ def test_corrupt_and_foreign_files_are_explained(tmp_path):
     with pytest.raises(ValueError, match="not a readable reluscope model"):
         load_model(pickled)
     np.save(tmp_path / "plain.npy", np.zeros(3))
-    with pytest.raises(ValueError, match="not an .npz archive"):
+    with pytest.raises(ValueError, match=r"not an \.npz archive"):
         load_model(tmp_path / "plain.npy")
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing.npz")

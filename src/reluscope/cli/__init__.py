@@ -19,8 +19,11 @@ try:  # typer >= 0.22 vendors click as typer._click; older typer uses click itse
 except ImportError:  # pragma: no cover
     from click import exceptions as _cx  # type: ignore[no-redef]
 
+from reluscope.cli import born_dead as _born_dead
 from reluscope.cli import diagnose as _diagnose
 from reluscope.cli import explain as _explain
+from reluscope.cli import report as _report
+from reluscope.cli import sweep as _sweep
 from reluscope.cli import train as _train
 from reluscope.cli._common import EXIT_BAD_INPUT, fail
 
@@ -94,6 +97,9 @@ def _root(
 app.command("train")(_train.train)
 app.command("explain")(_explain.explain)
 app.command("diagnose")(_diagnose.diagnose)
+app.command("sweep")(_sweep.sweep)
+app.command("born-dead")(_born_dead.born_dead)
+app.command("report")(_report.report)
 
 
 def main() -> None:

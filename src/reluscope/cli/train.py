@@ -123,6 +123,10 @@ def train(
     )
     config: dict[str, Any] = {
         "data": data,
+        "labels": None if labels is None else str(labels),
+        "label_column": label_column,
+        "n_per_class": n_per_class,
+        "n_classes": n_classes,
         "n_samples": len(y),
         "hidden": parse_hidden(hidden),
         "optimizer": optimizer,

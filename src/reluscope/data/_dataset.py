@@ -126,8 +126,7 @@ def load_dataset(
         name = source.strip().lower()
         if labels_path is not None:
             raise ValueError(
-                f"labels_path is only for IDX image files, but the dataset is the builtin {name!r}; "
-                "drop --labels"
+                f"labels_path is only for IDX image files, but the dataset is the builtin {name!r}; drop --labels"
             )
         if name == "spiral":
             X, y = spiral(n_per_class, n_classes, seed=seed)

@@ -73,9 +73,7 @@ def _read_bytes(path: Path) -> bytes:
 def _features(X: Any, source: str) -> NDArray[np.float64]:
     """Validate and convert a feature array read from ``source``: numeric, finite, (N, D) float64."""
     if X.dtype.kind not in "fiub":
-        raise ValueError(
-            f"{source}: X must hold numbers, got dtype {X.dtype}; save it with X.astype(np.float64)"
-        )
+        raise ValueError(f"{source}: X must hold numbers, got dtype {X.dtype}; save it with X.astype(np.float64)")
     if X.ndim < 2:
         raise ValueError(
             f"{source}: X must have one row per sample, shape (N, D), got shape {X.shape}; "
@@ -97,9 +95,7 @@ def _labels(y: Any, n_samples: int, source: str) -> NDArray[np.int64]:
             hint = "the values are whole numbers, so save them with y.astype(np.int64)"
         else:
             hint = "labels are class indices 0, 1, ..., n_classes-1"
-        raise ValueError(
-            f"{source}: y must hold non-negative integer class labels, got dtype {y.dtype}; {hint}"
-        )
+        raise ValueError(f"{source}: y must hold non-negative integer class labels, got dtype {y.dtype}; {hint}")
     try:
         checked = check_labels(y, n_samples, name="y")
     except ValueError as err:
@@ -122,9 +118,7 @@ def _parse_idx(data: bytes, path: Path, *, want_magic: int, what: str) -> tuple[
     ndim = want_magic & 0xFF
     header_len = 4 + 4 * ndim
     if len(data) < 4:
-        raise ValueError(
-            f"{path} is truncated: {len(data)} byte(s), too short for an IDX header; fetch it again"
-        )
+        raise ValueError(f"{path} is truncated: {len(data)} byte(s), too short for an IDX header; fetch it again")
     magic = int.from_bytes(data[:4], "big")
     if magic != want_magic:
         if magic in (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC):
@@ -132,8 +126,7 @@ def _parse_idx(data: bytes, path: Path, *, want_magic: int, what: str) -> tuple[
         else:
             fix = f"pass an MNIST-style IDX {what} file (e.g. train-{what}-idx{ndim}-ubyte or its .gz)"
         raise ValueError(
-            f"{path}: expected IDX {what} magic number 0x{want_magic:08X}, "
-            f"found {_describe_magic(magic)}; {fix}"
+            f"{path}: expected IDX {what} magic number 0x{want_magic:08X}, found {_describe_magic(magic)}; {fix}"
         )
     if len(data) < header_len:
         raise ValueError(
@@ -187,18 +180,14 @@ def load_idx(images_path: PathLike, labels_path: PathLike) -> tuple[NDArray[np.f
     (n_images, rows, cols), pixels = _parse_idx(
         _read_bytes(img_path), img_path, want_magic=_IDX_IMAGES_MAGIC, what="images"
     )
-    (n_labels,), label_bytes = _parse_idx(
-        _read_bytes(lab_path), lab_path, want_magic=_IDX_LABELS_MAGIC, what="labels"
-    )
+    (n_labels,), label_bytes = _parse_idx(_read_bytes(lab_path), lab_path, want_magic=_IDX_LABELS_MAGIC, what="labels")
     if n_images != n_labels:
         raise ValueError(
             f"{img_path} holds {n_images} images but {lab_path} holds {n_labels} labels; "
             "pass the labels file that belongs to these images (e.g. train-images with train-labels)"
         )
     if n_images == 0 or rows * cols == 0:
-        raise ValueError(
-            f"{img_path} holds no pixels (shape {n_images} x {rows} x {cols}); pass a non-empty file"
-        )
+        raise ValueError(f"{img_path} holds no pixels (shape {n_images} x {rows} x {cols}); pass a non-empty file")
     X = np.frombuffer(pixels, dtype=np.uint8).reshape(n_images, rows * cols).astype(np.float64)
     X /= 255.0
     y = np.frombuffer(label_bytes, dtype=np.uint8).astype(np.int64)
@@ -327,9 +316,7 @@ def load_csv(path: PathLike, label_column: str = "label") -> tuple[NDArray[np.fl
             "Pass the name of the label column (--label-column NAME, or label_column=NAME)"
         )
     if header.count(label_column) > 1:
-        raise ValueError(
-            f"{p} has {header.count(label_column)} columns named {label_column!r}; rename all but one"
-        )
+        raise ValueError(f"{p} has {header.count(label_column)} columns named {label_column!r}; rename all but one")
     if not rows:
         raise ValueError(f"{p} has a header but no data rows; add at least one sample")
     if len(header) < 2:

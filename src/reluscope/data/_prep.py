@@ -61,9 +61,7 @@ def train_val_split(
     labels: NDArray[np.int64] = check_labels(y, X.shape[0]).astype(np.int64, copy=False)
     fraction = check_fraction(val_fraction, "val_fraction")
     rng = as_rng(seed)
-    groups = (
-        [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
-    )
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
     val_parts = []
     for idx in groups:
         chosen = rng.permutation(len(idx))[: _n_val(len(idx), fraction)]
@@ -179,8 +177,5 @@ def minibatches(n_samples: int, batch_size: int, *, rng: RNGLike | None = None) 
     """
     n = check_int(n_samples, "n_samples", 0)
     b = check_int(batch_size, "batch_size", 1)
-    if rng is None:
-        order = np.arange(n, dtype=np.intp)
-    else:
-        order = as_rng(rng, name="rng").permutation(n).astype(np.intp)
+    order = np.arange(n, dtype=np.intp) if rng is None else as_rng(rng, name="rng").permutation(n).astype(np.intp)
     return (order[start : start + b] for start in range(0, n, b))

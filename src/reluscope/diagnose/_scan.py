@@ -53,7 +53,8 @@ def scan(
     stats = ActivationStats() if stats is None else stats
     nonneg = net.activation.name in _NONNEGATIVE
     for start in range(0, n, bs):
-        hidden = net.hidden_outputs(X[start : start + bs])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by stats.update as an error
+            hidden = net.hidden_outputs(X[start : start + bs])
         for name, (pre, act) in zip(names, hidden, strict=True):
             stats.update(name, pre, act, assume_nonnegative=nonneg)
         if progress is not None:

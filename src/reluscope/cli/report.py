@@ -1,0 +1,45 @@
+"""``reluscope report``: one self-contained report.html for a train, sweep or born-dead run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reluscope.cli._common import console, friendly_errors
+
+__all__ = ["report"]
+
+
+@friendly_errors
+def report(
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A directory written by `reluscope train --out`, `reluscope sweep --out` or `reluscope born-dead "
+            "--out`.",
+            show_default=False,
+        ),
+    ],
+    replay: Annotated[
+        int | None,
+        typer.Option(
+            "--replay",
+            min=1,
+            help="Train runs without per-unit history: replay the training from its config (same seed, so the "
+            "same run), scanning for dead units every REPLAY epochs, to draw the unit x time heat map.",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
+) -> None:
+    """Write RUN_DIR/report.html: figures (inlined PNGs), tables, the config and the commands to reproduce.
+
+    The page has no scripts and no external resources: it opens offline and can be attached to a CI run.
+    """
+    from reluscope.report import build_report
+
+    out_console = console(quiet=quiet)
+    with out_console.status("drawing the report"):
+        path = build_report(run_dir, replay_every=replay)
+    out_console.print(f"wrote {path}")
