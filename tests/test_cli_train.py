@@ -133,3 +133,14 @@ def test_usage_errors_are_one_line_too(args):
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "--help" in lines[0]
+
+
+def test_redo_and_death_spikes_are_reported():
+    res = run("train", "--init", "normal", "--lr", "3", "--epochs", "120", "--redo", "40", "--json")
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["death_spikes"], "lr 3 with 0.01*randn init kills units within a few steps"
+    assert summary["death_spikes"][0]["after"] > summary["death_spikes"][0]["before"]
+    assert [r["epoch"] for r in summary["redo"]] == [40, 80, 120][: len(summary["redo"])]
+    res = run("train", "--init", "normal", "--lr", "3", "--epochs", "30")
+    assert "death spike at step" in res.stderr

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover
 from reluscope.cli import born_dead as _born_dead
 from reluscope.cli import diagnose as _diagnose
 from reluscope.cli import explain as _explain
+from reluscope.cli import lr_check as _lr_check
 from reluscope.cli import report as _report
 from reluscope.cli import sweep as _sweep
 from reluscope.cli import train as _train
@@ -100,6 +101,7 @@ app.command("diagnose")(_diagnose.diagnose)
 app.command("sweep")(_sweep.sweep)
 app.command("born-dead")(_born_dead.born_dead)
 app.command("report")(_report.report)
+app.command("lr-check")(_lr_check.lr_check)
 
 
 def main() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +22,9 @@ from reluscope.cli._common import (
     friendly_errors,
     load_data,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class DType(str, Enum):
@@ -39,6 +43,18 @@ def parse_hidden(text: str) -> list[int]:
     if any(s <= 0 for s in sizes):
         raise ValueError(f"--hidden sizes must be positive, got {text!r}")
     return sizes
+
+
+def _print_death_spikes(err: Console, spikes: list[dict[str, Any]], limit: int = 5) -> None:
+    """One warning line per death spike (at most ``limit``, then a count)."""
+    for spike in spikes[:limit]:
+        err.print(
+            f"[yellow]death spike at step {spike['step']} (epoch {spike['epoch']}, lr {spike['lr']:g}): "
+            f"{spike['layer']} went from {spike['before']:.0%} to {spike['after']:.0%} dead; try a smaller --lr "
+            f"(e.g. {spike['lr'] / 3:.3g}) or run `reluscope lr-check`[/yellow]"
+        )
+    if len(spikes) > limit:
+        err.print(f"[yellow]… and {len(spikes) - limit} more death spikes[/yellow]")
 
 
 @friendly_errors
@@ -81,6 +97,27 @@ def train(
             "died at epoch, revived at epoch. 0 = off.",
         ),
     ] = 0,
+    redo: Annotated[
+        int,
+        typer.Option(
+            metavar="EVERY",
+            min=0,
+            help="ReDo: every EVERY epochs, re-initialise the units that are dead (or τ-dormant, see --redo-tau) "
+            "on the training set, zeroing their outgoing weights and optimizer state. 0 = off.",
+        ),
+    ] = 0,
+    redo_tau: Annotated[
+        float, typer.Option(min=0.0, help="ReDo threshold τ: 0 recycles dead units only; 0.1 also τ-dormant ones.")
+    ] = 0.0,
+    death_spike: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Warn when a layer's dead fraction jumps by more than this between two checks (once per epoch); "
+            "0 = off.",
+        ),
+    ] = 0.05,
     out: Annotated[
         Path | None, typer.Option(help="Directory to write run.json (config + history) and model.npz into.")
     ] = None,
@@ -97,6 +134,7 @@ def train(
     from reluscope.diagnose import DeadUnitTracker, scan
     from reluscope.io import save_json, save_model
     from reluscope.nn import MLP
+    from reluscope.remedies import DeathSpikeDetector, ReDoCallback
     from reluscope.train import DivergenceError, fit
 
     ds = load_data(
@@ -138,6 +176,8 @@ def train(
         "standardize": standardize,
         "seed": seed,
         "net": net.config(),
+        "redo": {"every": redo, "tau": redo_tau},
+        "death_spike": death_spike,
     }
     command = "reluscope " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("reluscope") else None
 
@@ -146,7 +186,13 @@ def train(
 
     progress = EpochProgress(epochs, console=out_console, description=f"training on {ds.name}")
     tracker = DeadUnitTracker(every=track_dead) if track_dead else None
-    callbacks = [progress] if tracker is None else [tracker, progress]
+    callbacks: list[Any] = [progress] if tracker is None else [tracker, progress]
+    if redo:
+        callbacks.append(ReDoCallback(X, every=redo, tau=redo_tau, seed=seed))
+    steps_per_epoch = 1 if not batch_size else math.ceil(len(X) / batch_size)
+    if death_spike:
+        callbacks.append(DeathSpikeDetector(X, threshold=death_spike, every=steps_per_epoch))
+    err_console = console(stderr=True, quiet=quiet)
     status = "finished"
     history = None
     try:
@@ -168,6 +214,7 @@ def train(
     except DivergenceError as exc:
         status = "diverged"
         history = exc.history
+        _print_death_spikes(err_console, history.extra.get("death_spikes", []))
         if out is not None:
             save_model(out / "model.npz", net, standardizer=scaler)
             save_json(
@@ -191,6 +238,9 @@ def train(
     }
     if X_val is not None and y_val is not None:
         summary["val_accuracy"] = net.accuracy(X_val, y_val)
+    summary["death_spikes"] = history.extra.get("death_spikes", [])
+    if redo:
+        summary["redo"] = history.extra.get("redo", [])
     if tracker is not None:
         units = tracker.unit_history()
         summary["unit_history"] = {name: h.to_dict(fire_counts=False) for name, h in units.items()}
@@ -211,6 +261,11 @@ def train(
                 f"{name}: {h.n_born_dead} born dead, {h.n_died} died during training, {h.n_revived} revived, "
                 f"{h.n_dead_at_end} dead at the end"
             )
+    if redo:
+        resets = summary["redo"]
+        n_units = sum(r["total"] for r in resets)
+        out_console.print(f"ReDo recycled {n_units} units in {len(resets)} resets")
+    _print_death_spikes(err_console, summary["death_spikes"])
     message = dead_layer_message(stats, net.activation.name)
     if message:
         out_console.print(f"[bold red]{message}[/bold red]")

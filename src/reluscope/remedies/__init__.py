@@ -1,0 +1,38 @@
+"""Remedies for dead ReLUs in the numpy MLP, each measured on the same statistics that diagnose the problem.
+
+* :func:`redo` / :class:`ReDoCallback` — recycle dead or τ-dormant units (ReDo, Sokar et al. 2023): new incoming
+  weights, zero outgoing weights (the output does not change at the reset), their optimizer state zeroed.
+* :func:`leaky_swap` — the same network with leaky ReLU; :func:`dead_by_gradient` shows why no leaky unit is stuck.
+* :func:`lr_range_test` — the largest learning rate that keeps the dead fraction under a threshold;
+  :class:`DeathSpikeDetector` — flags the updates after which a layer's dead fraction jumped.
+* :func:`compare_remedies` — no remedy vs ReDo vs leaky over several seeds, as plain data.
+
+>>> from reluscope.remedies import ReDoCallback, compare_remedies
+>>> fit(net, X, y, lr=3.0, epochs=2000, callbacks=[ReDoCallback(X, every=100, tau=0.0)])
+>>> compare_remedies().summary["redo"]["dead_fraction_mean"]
+"""
+
+from reluscope.remedies._compare import REMEDIES, RemedyComparison, RemedyRun, compare_remedies, run_remedy
+from reluscope.remedies._leaky import dead_by_gradient, leaky_swap
+from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
+from reluscope.remedies._redo import ReDoCallback, ReDoReport, check_tau, recycle_mask, redo
+
+__all__ = [
+    "REMEDIES",
+    "DeathSpikeDetector",
+    "LRRangeResult",
+    "LRTrial",
+    "ReDoCallback",
+    "ReDoReport",
+    "RemedyComparison",
+    "RemedyRun",
+    "check_tau",
+    "compare_remedies",
+    "dead_by_gradient",
+    "leaky_swap",
+    "lr_range_test",
+    "overall_dead_fraction",
+    "recycle_mask",
+    "redo",
+    "run_remedy",
+]

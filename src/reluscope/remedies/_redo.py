@@ -1,0 +1,282 @@
+"""ReDo (Sokar et al. 2023) for the numpy :class:`~reluscope.nn.MLP`: recycle dead or dormant hidden units.
+
+For every recycled unit ``u`` of hidden layer ``l`` (parameters ``W{l}`` (H_{l-1}, H_l), ``b{l}`` (H_l,)):
+
+* its incoming weights ``W{l}[:, u]`` are redrawn with the network's own initialiser (``net.init``,
+  ``net.init_std``, the layer's fan-in and fan-out), its bias ``b{l}[u]`` is set back to ``net.bias_init``
+  (0 by default) and a PReLU slope ``a{l}[u]`` back to its initial value;
+* its outgoing weights ``W{l+1}[u, :]`` are set to zero, so the unit contributes nothing downstream: on data on
+  which it never activated (a dead ReLU unit) the network's output is bit-identical right after the reset;
+* exactly those entries of the optimizer state are zeroed (Adam/AdamW ``m``/``v``, SGD ``velocity``); the step
+  count ``optimizer.t`` and every other entry are left alone.
+
+The output layer's units (columns of ``W{L}``, ``b{L}``) are never recycled.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from reluscope._validate import RNGLike, as_rng
+from reluscope.diagnose import ActivationStats, scan
+from reluscope.nn.init import init_weight
+from reluscope.nn.model import MLP
+from reluscope.nn.optim import Optimizer
+from reluscope.remedies._common import check_positive_int
+from reluscope.train import Callback, TrainState
+
+__all__ = ["ReDoCallback", "ReDoReport", "check_tau", "recycle_mask", "redo"]
+
+
+def check_tau(tau: Any) -> float:
+    """``tau`` as a float if it is a finite number >= 0; a ValueError that says so otherwise."""
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau < 0:
+        raise ValueError(
+            f"tau must be a finite number >= 0, got {tau!r}; tau=0 recycles dead units only, "
+            "Sokar et al. use tau=0.025 to 0.1 for dormant ones"
+        )
+    return float(tau)
+
+
+def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bool_]:
+    """(units,) bool: the units of site ``name`` that ReDo recycles at threshold ``tau``.
+
+    A unit qualifies when it is dead (fired on no sample) or, for ``tau > 0``, τ-dormant: its mean |activation|
+    over the layer's mean is <= ``tau`` (Sokar et al. 2023). ``tau = 0`` is the "dead" view. For ReLU a dead unit
+    is exactly 0 on every sample; a leaky/PReLU unit that never fires is not (its negative side leaks).
+
+    Raises
+    ------
+    ValueError
+        ``tau > 0`` but the stats lack |activation| sums for units that fired (e.g. a torch monitor's cheap-path
+        window ``monitor.stats``): dormant scores would be meaningless there.
+    """
+    tau = check_tau(tau)
+    dead: NDArray[np.bool_] = stats.dead_mask(name)
+    if tau == 0:
+        return dead
+    unrecorded = ~dead & (stats.mean_abs_activation(name) == 0)
+    if unrecorded.any():
+        raise ValueError(
+            f"site {name!r}: {int(unrecorded.sum())} unit(s) fired but have no recorded |activation|, so dormant "
+            "scores cannot be computed; with a torch monitor pass monitor.full_stats (needs full_every=...), "
+            "or use tau=0 to recycle dead units only"
+        )
+    mask: NDArray[np.bool_] = dead | stats.dormant_mask(name, tau)
+    return mask
+
+
+@dataclass(frozen=True)
+class ReDoReport:
+    """What one :func:`redo` call recycled.
+
+    Attributes
+    ----------
+    units : dict[str, list[int]]
+        Per hidden layer (``"hidden1"``, ...), the indices of the recycled units (empty list when none).
+    sizes : dict[str, int]
+        Per hidden layer, its number of units.
+    tau : float
+        The dormancy threshold used.
+    """
+
+    units: dict[str, list[int]]
+    sizes: dict[str, int]
+    tau: float
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts", {name: len(idx) for name, idx in self.units.items()})
+
+    @property
+    def total(self) -> int:
+        """Units recycled over all layers."""
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"tau", "units": {layer: [indices]}, "counts": {layer: n}, "sizes", "total"}``."""
+        return {
+            "tau": self.tau,
+            "units": {k: list(v) for k, v in self.units.items()},
+            "counts": dict(self.counts),
+            "sizes": dict(self.sizes),
+            "total": self.total,
+        }
+
+
+def _check_stats(net: MLP, stats: Any) -> ActivationStats:
+    if not isinstance(stats, ActivationStats):
+        raise TypeError(
+            f"stats must be an ActivationStats, got {type(stats).__name__}; "
+            "compute it with reluscope.diagnose.scan(net, X)"
+        )
+    names = net.hidden_names
+    if not names:
+        raise ValueError(f"MLP{net.sizes} has no hidden layer, so there are no units to recycle")
+    for layer, name in enumerate(names, start=1):
+        if name not in stats:
+            raise ValueError(
+                f"stats have no site {name!r} (they have {stats.names}); they must come from this network: "
+                "stats = reluscope.diagnose.scan(net, X)"
+            )
+        want = net.sizes[layer]
+        if stats.n_units(name) != want or stats.kind(name) != "dense":
+            raise ValueError(
+                f"stats site {name!r} has {stats.n_units(name)} {stats.kind(name)} units but layer {layer} of "
+                f"MLP{net.sizes} has {want}; were the stats computed on another network?"
+            )
+        if stats.n_samples(name) == 0:
+            raise ValueError(f"stats site {name!r} has seen no samples; scan some data first: scan(net, X)")
+    return stats
+
+
+def _zero_state(optimizer: Optimizer | None, key: str, index: tuple[Any, ...]) -> None:
+    """Zero ``optimizer.state[key][*][index]`` for every buffer (Adam m/v, SGD velocity, ...)."""
+    if optimizer is None:
+        return
+    for buf in optimizer.state.get(key, {}).values():
+        buf[index] = 0
+
+
+def redo(
+    net: MLP,
+    optimizer: Optimizer | None,
+    stats: ActivationStats,
+    *,
+    tau: float = 0.1,
+    seed: RNGLike = 0,
+) -> ReDoReport:
+    """Recycle the dead/τ-dormant hidden units of ``net`` in place (ReDo, Sokar et al. 2023).
+
+    Parameters
+    ----------
+    net
+        The MLP to modify in place (hidden layers ``hidden1`` .. ``hidden{L-1}``).
+    optimizer
+        The optimizer training ``net`` (or ``None``): the state entries of the recycled units are zeroed,
+        ``optimizer.t`` and all other entries are kept.
+    stats
+        Statistics of ``net`` over some data, keyed by ``net.hidden_names``, e.g. ``scan(net, X)``.
+    tau
+        Dormancy threshold (see :func:`recycle_mask`): dead units are recycled, and for ``tau > 0`` also units
+        whose dormant score is <= ``tau``. ``tau=0`` is the "dead" view; 0.1 (default, as in the torch adapter)
+        the "dormant" one.
+    seed
+        An int or ``numpy.random.Generator`` for the new incoming weights. Pass a Generator when calling
+        repeatedly, so each call draws fresh weights.
+
+    Returns
+    -------
+    ReDoReport
+        The recycled unit indices per layer.
+
+    Notes
+    -----
+    Outgoing weights are zeroed, so on any input the recycled units contribute nothing right after the reset.
+    The output is therefore bit-identical on the data the stats came from whenever the recycled units were
+    zero on all of it: dead ReLU units (``tau=0``). A dormant unit that was slightly active, or a leaky/PReLU
+    unit that never fired (its negative side leaks), loses its small contribution.
+    """
+    stats = _check_stats(net, stats)
+    tau = check_tau(tau)
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be a reluscope.nn.Optimizer or None, got {type(optimizer).__name__}; "
+            "for torch models use reluscope.torch.redo"
+        )
+    rng = as_rng(seed)
+    p = net.params
+    units: dict[str, list[int]] = {}
+    sizes: dict[str, int] = {}
+    chosen: list[NDArray[np.intp]] = []
+    for layer, name in enumerate(net.hidden_names, start=1):
+        idx = np.flatnonzero(recycle_mask(stats, name, tau))
+        chosen.append(idx)
+        units[name] = idx.tolist()
+        sizes[name] = net.sizes[layer]
+    # 1) incoming weights, bias, PReLU slope (and their optimizer state) of every recycled unit
+    for layer, idx in enumerate(chosen, start=1):
+        if idx.size == 0:
+            continue
+        fan_in, fan_out = net.sizes[layer - 1], net.sizes[layer]
+        fresh = init_weight(net.init, fan_in, fan_out, rng=rng, dtype=net.dtype, std=net.init_std)
+        p[f"W{layer}"][:, idx] = fresh[:, idx]
+        p[f"b{layer}"][idx] = net.bias_init
+        _zero_state(optimizer, f"W{layer}", (slice(None), idx))
+        _zero_state(optimizer, f"b{layer}", (idx,))
+        if f"a{layer}" in p:
+            p[f"a{layer}"][idx] = net.activation.slope
+            _zero_state(optimizer, f"a{layer}", (idx,))
+    # 2) outgoing weights last, so every recycled unit ends with zero outgoing weights
+    for layer, idx in enumerate(chosen, start=1):
+        if idx.size == 0:
+            continue
+        p[f"W{layer + 1}"][idx, :] = 0
+        _zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
+    return ReDoReport(units=units, sizes=sizes, tau=tau)
+
+
+class ReDoCallback(Callback):
+    """A :func:`reluscope.train.fit` callback that scans ``X`` and recycles units every ``every`` epochs.
+
+    Each recycle appends ``{"epoch", "step", "counts": {layer: n recycled}, "total"}`` to
+    ``history.extra["redo"]``.
+
+    Parameters
+    ----------
+    X
+        (N, D) data the dead/dormant statistics are computed on; ``None`` uses the training set given to ``fit``.
+    every
+        Recycle after every this many epochs (with full-batch training, one epoch is one step).
+    tau
+        Dormancy threshold passed to :func:`redo` (0 = dead units only).
+    batch_size
+        Rows per forward pass of the scan.
+    until
+        Last epoch at which to recycle (``None``: no limit). Stopping some epochs before the end lets recycled
+        units train before the final measurement, rather than measuring fresh units that were just reset.
+    seed
+        Seeds the Generator all recycles draw their new weights from.
+
+    Examples
+    --------
+    >>> cb = ReDoCallback(X, every=100, tau=0.0)
+    >>> history = fit(net, X, y, lr=3.0, epochs=2000, callbacks=[cb])
+    >>> history.extra["redo"][0]["counts"]
+    {'hidden1': 42}
+    """
+
+    def __init__(
+        self,
+        X: NDArray[Any] | None = None,
+        *,
+        every: int = 100,
+        tau: float = 0.1,
+        batch_size: int = 1024,
+        until: int | None = None,
+        seed: RNGLike = 0,
+    ) -> None:
+        self.X = X
+        self.every = check_positive_int(every, "every")
+        self.tau = check_tau(tau)
+        self.batch_size = check_positive_int(batch_size, "batch_size", example=1024)
+        self.until = None if until is None else check_positive_int(until, "until", example=1500)
+        self.rng = as_rng(seed)
+        self.reports: list[ReDoReport] = []
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if state.epoch % self.every != 0 or (self.until is not None and state.epoch > self.until):
+            return
+        X = state.X if self.X is None else self.X
+        stats = scan(state.net, X, self.batch_size)
+        report = redo(state.net, state.optimizer, stats, tau=self.tau, seed=self.rng)
+        self.reports.append(report)
+        state.history.extra.setdefault("redo", []).append(
+            {"epoch": state.epoch, "step": state.step, "counts": dict(report.counts), "total": report.total}
+        )
