@@ -10,7 +10,6 @@ import typer
 
 from reluscope.cli._common import (
     ClassesOpt,
-    DataOpt,
     LabelColumnOpt,
     LabelsOpt,
     PerClassOpt,
@@ -19,6 +18,7 @@ from reluscope.cli._common import (
     friendly_errors,
     load_data,
 )
+from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, WeightsOpt
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -104,9 +104,28 @@ def dead_layer_message(stats: ActivationStats, activation: str = "relu") -> str 
 @friendly_errors
 def diagnose(
     model: Annotated[
-        Path, typer.Argument(help="Model file (model.npz) written by `reluscope train --out DIR`.", show_default=False)
-    ],
-    data: DataOpt = "spiral",
+        Path | None,
+        typer.Argument(
+            help="Model file (model.npz) written by `reluscope train --out DIR`; for a PyTorch model use "
+            "--torch-model instead.",
+            show_default=False,
+        ),
+    ] = None,
+    torch_model: TorchModelOpt = None,
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    device: Annotated[
+        str, typer.Option("--device", help="torch device for --torch-model, e.g. cpu or cuda:0.")
+    ] = "cpu",
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Dataset: 'spiral' (generated), 'digits', a .npz/.csv/IDX file, or (with --torch-model) "
+            "pkg.module:loader_factory returning an iterable of batches such as a DataLoader.",
+        ),
+    ] = "spiral",
     labels: LabelsOpt = None,
     label_column: LabelColumnOpt = "label",
     n_per_class: PerClassOpt = 100,
@@ -148,40 +167,76 @@ def diagnose(
     from reluscope.diagnose import scan
     from reluscope.io import load_model, load_standardizer
 
-    net = load_model(model)
-    scaler = load_standardizer(model)
-    ds = load_data(
-        data, labels=labels, label_column=label_column, n_per_class=n_per_class, n_classes=n_classes, seed=seed
-    )
-    if ds.n_features != net.sizes[0]:
-        raise ValueError(
-            f"the model {model} expects {net.sizes[0]} input features but dataset {ds.name} has {ds.n_features}; "
-            "pass the data the model was trained on (--data)"
-        )
-    if ds.n_classes > net.n_classes:
-        raise ValueError(
-            f"dataset {ds.name} has {ds.n_classes} classes but the model {model} outputs {net.n_classes}; "
-            "was it trained on other data?"
-        )
-    if scaler is None and standardize:
-        scaler = Standardizer.fit(ds.X)
-    X = ds.X if scaler is None else scaler.transform(ds.X)
-
     out = console(quiet=quiet or as_json)
-    with make_progress(out) as bar:
-        task = bar.add_task(f"scanning {ds.name}", total=len(X), info="")
-        stats = scan(net, X, batch_size, progress=lambda done, _total: bar.update(task, completed=done))
+    extra: dict[str, Any] = {}
+    if torch_model is not None:
+        if model is not None:
+            raise ValueError("pass either MODEL (model.npz) or --torch-model, not both")
+        from reluscope.cli._torch_diagnose import is_import_string, parse_input_shape, torch_diagnosis
+
+        loader = data if is_import_string(data) else None
+        X, name = None, data
+        if loader is None:
+            ds = load_data(
+                data, labels=labels, label_column=label_column, n_per_class=n_per_class, n_classes=n_classes, seed=seed
+            )
+            X, name = (Standardizer.fit(ds.X).transform(ds.X) if standardize else ds.X), ds.name
+        with make_progress(out) as bar:
+            task = bar.add_task(f"scanning {name}", total=None, info="")
+            res = torch_diagnosis(
+                torch_model,
+                weights=weights,
+                data=loader,
+                X=X,
+                data_name=name,
+                input_shape=parse_input_shape(input_shape),
+                batch_size=batch_size,
+                device=device,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        stats, activation, title, n_samples = res.stats, res.activation, res.model, res.n_samples
+        extra["uninstrumented_sites"] = res.uninstrumented
+    else:
+        if model is None:
+            raise ValueError(
+                "pass MODEL (a model.npz from `reluscope train --out`) or --torch-model pkg.module:factory"
+            )
+        if weights is not None or input_shape is not None:
+            raise ValueError("--weights and --input-shape go with --torch-model")
+        net = load_model(model)
+        scaler = load_standardizer(model)
+        ds = load_data(
+            data, labels=labels, label_column=label_column, n_per_class=n_per_class, n_classes=n_classes, seed=seed
+        )
+        if ds.n_features != net.sizes[0]:
+            raise ValueError(
+                f"the model {model} expects {net.sizes[0]} input features but dataset {ds.name} has "
+                f"{ds.n_features}; pass the data the model was trained on (--data)"
+            )
+        if ds.n_classes > net.n_classes:
+            raise ValueError(
+                f"dataset {ds.name} has {ds.n_classes} classes but the model {model} outputs {net.n_classes}; "
+                "was it trained on other data?"
+            )
+        if scaler is None and standardize:
+            scaler = Standardizer.fit(ds.X)
+        X = ds.X if scaler is None else scaler.transform(ds.X)
+        name, title, activation, n_samples = ds.name, repr(net), net.activation.name, len(X)
+        with make_progress(out) as bar:
+            task = bar.add_task(f"scanning {name}", total=len(X), info="")
+            stats = scan(net, X, batch_size, progress=lambda done, _total: bar.update(task, completed=done))
 
     summary = stats.summary(tau, nearly_dead)
     worst = stats.worst_units(top)
-    verdict = dead_layer_message(stats, net.activation.name)
+    verdict = dead_layer_message(stats, activation)
     over = [row for row in summary if max_dead is not None and row["dead_fraction"] > max_dead]
     if as_json:
         report = {
-            "model": str(model),
-            "data": ds.name,
-            "n_samples": len(X),
-            "activation": net.activation.name,
+            "model": title if model is None else str(model),
+            "data": name,
+            "n_samples": n_samples,
+            "activation": activation,
+            **extra,
             "layers": summary,
             "worst_units": worst,
             "fully_dead_layer": next((row["name"] for row in summary if row["all_dead"]), None),
@@ -191,7 +246,7 @@ def diagnose(
         }
         typer.echo(json.dumps(report))
     else:
-        out.print(f"{net!r} on {ds.name}: {len(X)} samples")
+        out.print(f"{title} on {name}: {n_samples} samples")
         out.print(render_dead_table(stats, tau, nearly_dead))
         if worst:
             out.print(render_worst_units(worst))

@@ -1,0 +1,170 @@
+"""Cost of the PyTorch adapter: monitor overhead per training step, and a whole-dataset scan vs a bare forward.
+
+Run: ``python benchmarks/bench_torch.py [--steps 60] [--scan-rounds 15] [--threads 2] [--mlp-batch 256] [--quick]``
+
+1. **Monitor overhead per training step** (zero_grad, forward, cross-entropy, backward, SGD step) on an
+   ``MLP [1024, 784, 1024, 10]`` (sizes as in ``reluscope.nn.MLP``: 1024 inputs, hidden 784 and 1024, 10 classes;
+   batch ``--mlp-batch``, 256) and a small CNN (conv-BN-ReLU x2 + max-pool + linear on 3x32x32, batch 64).
+   Three identical copies of each model train side by side on the same batches: bare, with ``monitor(model)``
+   (cheap path every step) and with ``monitor(model, full_every=1)`` (full fire counts every step). The sides
+   run one step each in rotating order, so machine load drifts hit all of them; each side's time is the median.
+   Targets: cheap <= 1.01x, full <= 1.05x.
+2. **Scan cost**: ``reluscope.torch.scan`` over a dataset vs a bare ``model(x)`` loop under ``torch.no_grad()``
+   in eval mode over the same batches, alternating whole passes; medians. Target <= 1.10x. The CNN is scanned
+   both with the default per-channel counts and with ``per_position=True`` (per-position fire maps).
+
+Each timing is taken twice: wall clock and process CPU time. On a shared, loaded machine the CPU time is the
+steadier of the two (time spent descheduled does not count); with several threads it includes their spinning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reluscope.torch import monitor, scan
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def cnn() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(4),
+        nn.Flatten(),
+        nn.Linear(64 * 8 * 8, 10),
+    )
+
+
+def step_fn(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def timed(fn: Callable[[], None], wall: list[float], cpu: list[float]) -> None:
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    cpu.append(time.process_time() - c0)
+    wall.append(time.perf_counter() - w0)
+
+
+def report(label: str, wall: list[float], cpu: list[float], base: tuple[float, float] | None, target: str) -> None:
+    w, c = statistics.median(wall), statistics.median(cpu)
+    ratio = "" if base is None else f"   ratio wall {w / base[0]:.3f}  cpu {c / base[1]:.3f}  (target <= {target})"
+    print(f"  {label:24s} wall {w * 1e3:8.2f} ms  cpu {c * 1e3:8.2f} ms{ratio}")
+
+
+def bench_monitor(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    sides = {"bare": copy.deepcopy(model), "cheap": copy.deepcopy(model), "full": copy.deepcopy(model)}
+    handles = [monitor(sides["cheap"]), monitor(sides["full"], full_every=1)]
+    steppers = {k: step_fn(m) for k, m in sides.items()}
+    wall: dict[str, list[float]] = {k: [] for k in sides}
+    cpu: dict[str, list[float]] = {k: [] for k in sides}
+    keys = list(sides)
+    for k in keys:  # warm-up: allocator, thread pools, first-call paths
+        for _ in range(3):
+            steppers[k](x, y)
+    for i in range(steps):
+        for k in keys[i % 3 :] + keys[: i % 3]:
+            timed(lambda k=k: steppers[k](x, y), wall[k], cpu[k])
+    dead = handles[1].dead_fractions()
+    for h in handles:
+        h.remove()
+    base = (statistics.median(wall["bare"]), statistics.median(cpu["bare"]))
+    print(f"{name}: training step, medians of {steps} alternating steps; sites {list(dead)}")
+    report("bare", wall["bare"], cpu["bare"], None, "")
+    report("monitor (cheap)", wall["cheap"], cpu["cheap"], base, "1.01")
+    report("monitor (full_every=1)", wall["full"], cpu["full"], base, "1.05")
+
+
+def bench_scan(name: str, model: nn.Module, batches: list[torch.Tensor], rounds: int, positions: bool) -> None:
+    model.eval()
+
+    def bare() -> None:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+
+    def scanned() -> None:
+        scan(model, batches)
+
+    def scanned_positions() -> None:
+        scan(model, batches, per_position=True)
+
+    sides: dict[str, Callable[[], None]] = {"bare": bare, "scan": scanned}
+    if positions:
+        sides["scan per_position"] = scanned_positions
+    keys = list(sides)
+    wall: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
+    for fn in sides.values():
+        fn()
+    for r in range(rounds):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            timed(sides[k], wall[k], cpu[k])
+    n = sum(len(xb) for xb in batches)
+    print(f"{name}: pass over {n} samples in {len(batches)} batches, medians of {rounds} alternating passes")
+    base = (statistics.median(wall["bare"]), statistics.median(cpu["bare"]))
+    report("bare no_grad forward", wall["bare"], cpu["bare"], None, "")
+    for k in keys[1:]:
+        report(k, wall[k], cpu[k], base, "1.10")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=60, help="training steps per side")
+    ap.add_argument("--scan-rounds", type=int, default=15, help="passes per side for the scan comparison")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--mlp-batch", type=int, default=256, help="batch size of the MLP training step")
+    ap.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.scan_rounds = 4, 2
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    sizes = [1024, 784, 1024, 10]
+    x = torch.randn(args.mlp_batch, sizes[0], generator=g)
+    y = torch.randint(0, 10, (args.mlp_batch,), generator=g)
+    bench_monitor(f"MLP {sizes}, batch {args.mlp_batch}", mlp(sizes), x, y, args.steps)
+    xc = torch.randn(64, 3, 32, 32, generator=g)
+    yc = torch.randint(0, 10, (64,), generator=g)
+    bench_monitor("CNN conv32-conv64 on 3x32x32, batch 64", cnn(), xc, yc, args.steps)
+
+    data = torch.randn(8192, sizes[0], generator=g)
+    bench_scan(f"scan MLP {sizes}", mlp(sizes), list(data.split(512)), args.scan_rounds, positions=False)
+    images = torch.randn(1024, 3, 32, 32, generator=g)
+    bench_scan("scan CNN", cnn(), list(images.split(128)), args.scan_rounds, positions=True)
+
+
+if __name__ == "__main__":
+    main()

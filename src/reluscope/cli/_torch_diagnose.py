@@ -1,0 +1,375 @@
+"""``reluscope diagnose --torch-model ...``: build the ActivationStats of a PyTorch model over a dataset.
+
+The diagnose command calls :func:`torch_diagnosis` and renders the result like a numpy model's. This module
+imports only typer and the standard library at top level (torch is imported inside the functions), so the CLI
+starts instantly and works without PyTorch until a torch option is used.
+
+Importing user code: ``--torch-model pkg.module:factory`` and ``--data pkg.module:loader_factory`` import the
+named module (the current directory is put on ``sys.path``, as ``python -m`` does) or execute
+``path/to/file.py``. Weights are loaded with ``torch.load(weights_only=True)``, which never unpickles arbitrary
+objects; a TorchScript file runs the TorchScript code it contains.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+    from torch import nn
+
+    from reluscope.diagnose import ActivationStats
+
+__all__ = [
+    "InputShapeOpt",
+    "TorchDiagnosis",
+    "TorchModelOpt",
+    "WeightsOpt",
+    "is_import_string",
+    "load_torch_model",
+    "parse_input_shape",
+    "torch_diagnosis",
+]
+
+from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, WeightsOpt
+
+_IMPORT_STRING = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$")
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
+
+
+def is_import_string(value: str) -> bool:
+    """True for ``pkg.module:attr`` or ``file.py:attr`` (and not an existing file such as ``C:data.csv``)."""
+    return bool(_IMPORT_STRING.match(value)) and not Path(value).exists()
+
+
+def parse_input_shape(value: str | None) -> tuple[int, ...] | None:
+    """``"1,8,8"`` -> ``(1, 8, 8)``; None stays None. ValueError names the fix."""
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--input-shape must be positive integers separated by commas, e.g. 1,8,8, got {value!r}")
+    return shape
+
+
+def _import_attr(spec: str, option: str) -> Any:
+    """Resolve ``pkg.module:attr`` / ``file.py:attr`` to the object."""
+    match = _IMPORT_STRING.match(spec)
+    if match is None:
+        raise ValueError(
+            f"{option} must look like pkg.module:factory or path/to/file.py:factory, got {spec!r}; "
+            "the part after ':' names a callable in that module"
+        )
+    module_name, attr = match["module"], match["attr"]
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        if not path.is_file():
+            raise FileNotFoundError(2, "Python file not found", str(path))
+        mod_spec = importlib.util.spec_from_file_location(f"_reluscope_user_{path.stem}", path)
+        if mod_spec is None or mod_spec.loader is None:  # pragma: no cover - a .py file always has a loader
+            raise ValueError(f"{option}: cannot import {path}")
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        cwd = os.getcwd()
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)  # like `python -m`: modules next to the user are importable
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise ValueError(
+                f"{option}: cannot import {module_name!r} ({exc}); run from the directory that contains it, "
+                "install the package, or pass path/to/file.py:factory"
+            ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"{option}: {module_name} has no attribute {attr!r}") from None
+    return obj
+
+
+def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
+    import torch
+
+    if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in _STATE_DICT_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise ValueError(
+        f"{path} holds a {type(obj).__name__}, not a state_dict (a dict of tensors, possibly under "
+        f"{'/'.join(_STATE_DICT_KEYS)}); save it with torch.save(model.state_dict(), path)"
+    )
+
+
+def _load_weights(model: nn.Module, weights: Path) -> None:
+    import pickle
+
+    import torch
+
+    if not weights.is_file():
+        raise FileNotFoundError(2, "weights file not found", str(weights))
+    try:
+        obj = torch.load(weights, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{weights} is not a state_dict loadable with torch.load(weights_only=True) ({first}); save the "
+            "weights with torch.save(model.state_dict(), path), or pass a TorchScript file to --torch-model"
+        ) from None
+    state = _state_dict(obj, weights)
+    own = model.state_dict()
+    if not (set(state) & set(own)) and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}  # saved from a DDP/DataParallel wrapper
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights} does not match the model built by --torch-model: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+            "; does the factory build the same architecture the weights were saved from?"
+        )
+    bad = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
+    if bad:
+        raise ValueError(
+            f"{weights}: tensor shapes differ from the model's (weights vs model): {'; '.join(bad[:3])}; "
+            "does the factory take the same sizes the weights were trained with?"
+        )
+    model.load_state_dict(state)
+
+
+def load_torch_model(spec: str, weights: Path | None = None) -> nn.Module:
+    """The model named by ``--torch-model``: a TorchScript file, or ``factory()`` from an import string with
+    ``weights`` (a state_dict) loaded into it."""
+    import torch
+    from torch import nn
+
+    path = Path(spec)
+    if path.is_file():
+        if weights is not None:
+            raise ValueError(
+                f"{spec} is a file, so it is read as TorchScript, which carries its own weights; drop --weights "
+                "(or pass pkg.module:factory to --torch-model)"
+            )
+        try:
+            with warnings.catch_warnings():
+                # TorchScript is deprecated for writing models; reading an existing file is what the user asked for
+                warnings.simplefilter("ignore", DeprecationWarning)
+                script: nn.Module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        except (RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"{spec} is not a TorchScript file ({first}); save one with torch.jit.save(torch.jit.script(model), "
+                "path), or pass pkg.module:factory with --weights state_dict.pt"
+            ) from None
+        return script
+    if not is_import_string(spec):
+        if spec.endswith((".pt", ".pth", ".ptl")) or "/" in spec:
+            raise FileNotFoundError(2, "TorchScript file not found", spec)
+        raise ValueError(
+            f"--torch-model must be a TorchScript file or pkg.module:factory (a callable returning an nn.Module), "
+            f"got {spec!r}"
+        )
+    factory = _import_attr(spec, "--torch-model")
+    if isinstance(factory, nn.Module):
+        model = factory
+    elif callable(factory):
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"--torch-model {spec}: the factory must return a torch.nn.Module, got {type(model).__name__}"
+            )
+    else:
+        raise TypeError(f"--torch-model {spec} names a {type(factory).__name__}; it must be a callable or nn.Module")
+    if weights is not None:
+        _load_weights(model, weights)
+    return model
+
+
+@dataclass
+class TorchDiagnosis:
+    """What ``diagnose`` prints for a torch model.
+
+    Attributes
+    ----------
+    stats : ActivationStats
+        One site per rectifier call site, over every sample.
+    model : str
+        A one-line description, e.g. ``"Net (pkg.mod:make, 12345 parameters)"``.
+    data : str
+        Where the samples came from.
+    n_samples : int
+        Samples scanned.
+    activation : str
+        ``"relu"`` when every site is ReLU-like (relu, relu6), else the first other function (``"gelu"``, ...):
+        pass it to ``dead_layer_message``.
+    functions : dict[str, str]
+        Site name -> function name.
+    uninstrumented : list[str]
+        TorchScript sites inside control flow that could not be scanned (empty for eager models).
+    """
+
+    stats: ActivationStats
+    model: str
+    data: str
+    n_samples: int
+    activation: str
+    functions: dict[str, str] = field(default_factory=dict)
+    uninstrumented: list[str] = field(default_factory=list)
+
+
+def _array_batches(X: NDArray[Any], batch_size: int, shape: tuple[int, ...] | None, dtype: Any) -> Iterator[Any]:
+    import torch
+
+    t = torch.from_numpy(X).to(dtype)
+    if shape is not None:
+        per_sample = 1
+        for s in shape:
+            per_sample *= s
+        if per_sample != t.shape[1]:
+            raise ValueError(
+                f"--input-shape {','.join(map(str, shape))} has {per_sample} values per sample but the data has "
+                f"{t.shape[1]} features; pass a shape whose product is {t.shape[1]}"
+            )
+        t = t.reshape(t.shape[0], *shape)
+    for start in range(0, t.shape[0], batch_size):
+        yield t[start : start + batch_size]
+
+
+def _float_dtype(model: nn.Module) -> Any:
+    import itertools
+
+    import torch
+
+    for p in itertools.chain(model.parameters(), model.buffers()):
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def torch_diagnosis(
+    torch_model: str,
+    *,
+    weights: Path | None = None,
+    data: str | None = None,
+    X: NDArray[np.floating[Any]] | None = None,
+    data_name: str = "dataset",
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 1024,
+    device: str = "cpu",
+    progress: Callable[[int, int | None], None] | None = None,
+) -> TorchDiagnosis:
+    """Load the model named by ``--torch-model`` (+ ``--weights``), scan the data, return the statistics.
+
+    Parameters
+    ----------
+    torch_model, weights
+        See :func:`load_torch_model`.
+    data
+        ``pkg.module:loader_factory``: a callable returning an iterable of batches (tensors or ``(x, y)``
+        tuples, e.g. a DataLoader). Takes precedence over ``X``.
+    X
+        (N, D) features from the usual dataset options; batched by ``batch_size``, cast to the model's float
+        dtype and reshaped to ``(B, *input_shape)`` when given.
+    data_name
+        How to call ``X`` in the report (e.g. ``"digits"``).
+    device
+        Where the model and batches go (``"cpu"``, ``"cuda:0"``).
+    progress
+        ``progress(n_done, n_total)`` in samples (``n_total`` None when the loader does not say).
+
+    Raises
+    ------
+    ValueError, TypeError, FileNotFoundError
+        Bad option values, files that cannot be read, weights that do not fit, a model that fails on the data
+        (with the batch shape), or a model with no rectifier at all.
+    """
+    import torch
+
+    from reluscope.torch._scan import scan_with_sites, total_samples
+
+    model = load_torch_model(torch_model, weights)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device must be a torch device such as cpu or cuda:0, got {device!r}") from None
+    model.to(dev)
+    shape = tuple(input_shape) if input_shape is not None else None
+    batches: Iterable[Any]
+    if data is not None:
+        loader = _import_attr(data, "--data")
+        batches = loader() if callable(loader) else loader
+        if not isinstance(batches, Iterable):
+            raise TypeError(f"--data {data} must return an iterable of batches, got {type(batches).__name__}")
+        source = data
+    elif X is not None:
+        batches = _array_batches(X, batch_size, shape, _float_dtype(model))
+        source = data_name
+    else:
+        raise ValueError("no data: pass a dataset (--data digits, a file) or --data pkg.module:loader_factory")
+    total = total_samples(batches) if data is not None else len(X)  # type: ignore[arg-type]
+    shown: list[tuple[int, ...]] = []
+    seen = [0]
+
+    def report(done: int, _total: int | None) -> None:
+        seen[0] = done
+        if progress is not None:
+            progress(done, total)
+
+    def watch(it: Iterable[Any]) -> Iterator[Any]:
+        for batch in it:
+            first = batch[0] if isinstance(batch, list | tuple) and batch else batch
+            shown[:] = [tuple(getattr(first, "shape", ()))]
+            yield batch
+
+    try:
+        stats, sites = scan_with_sites(model, watch(batches), device=dev, progress=report)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        got = f" on a batch of shape {shown[0]}" if shown else ""
+        raise ValueError(
+            f"the model failed{got}: {first}; flat dataset rows may need --input-shape (e.g. 1,8,8), or pass the "
+            "data the model was built for (--data)"
+        ) from None
+    if not stats.names:
+        raise ValueError(
+            f"found no ReLU-family nonlinearity in {type(model).__name__}(x) (relu, leaky_relu, gelu, silu, ...); "
+            "there are no units that can die"
+        )
+    functions = {s.name: s.function for s in sites}
+    relu_like = {"relu", "relu6", "hardtanh"}
+    activation = next((f for f in functions.values() if f not in relu_like), "relu")
+    uninstrumented: list[str] = []
+    if isinstance(model, torch.jit.ScriptModule):
+        from reluscope.torch._script import uninstrumented_sites
+
+        uninstrumented = uninstrumented_sites(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    origin = torch_model if not Path(torch_model).is_file() else f"TorchScript {torch_model}"
+    description = f"{getattr(model, 'original_name', type(model).__name__)} ({origin}, {n_params} parameters)"
+    return TorchDiagnosis(
+        stats=stats,
+        model=description,
+        data=source,
+        n_samples=seen[0],
+        activation=activation,
+        functions=functions,
+        uninstrumented=uninstrumented,
+    )

@@ -1,0 +1,38 @@
+"""The --torch-model options of ``reluscope diagnose``, kept apart from :mod:`._torch_diagnose` so that defining the
+command (and ``reluscope --help``) never imports torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["InputShapeOpt", "TorchModelOpt", "WeightsOpt"]
+
+# ---------------------------------------------------------------------------------
+TorchModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--torch-model",
+        help="A PyTorch model instead of MODEL: 'pkg.module:factory' or 'path/to/file.py:factory' (a callable "
+        "returning the nn.Module; use --weights for its state_dict), or a TorchScript file (torch.jit.save).",
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="state_dict for --torch-model (torch.save(model.state_dict(), path)); loaded with weights_only=True.",
+        show_default=False,
+    ),
+]
+InputShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input-shape",
+        help="Per-sample input shape for --torch-model, e.g. 1,8,8: reshapes the dataset's flat feature rows.",
+        show_default=False,
+    ),
+]

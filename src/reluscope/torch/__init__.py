@@ -1,0 +1,53 @@
+"""PyTorch adapter: find every ReLU-family unit in a real model, scan a dataset, monitor training, merge ranks.
+
+Needs PyTorch (``pip install 'reluscope[torch]'``). See ``docs/torch.md``.
+
+Every rectifier call that ``model(x)`` executes is a *site*: modules (``nn.ReLU``, ``nn.GELU``, ...), functional
+calls (``F.relu``, ``torch.relu``) and tensor methods (``x.relu_()``), in-place or not, seen by a
+``TorchFunctionMode`` (no tracing: data-dependent control flow is fine). A site is named by the executing module's
+path (``features.2``), plus the function for calls in a module's own code (``block.relu``, ``gelu`` at the top),
+plus ``#k`` for the k-th call of that name in one forward pass (a reused ``act`` module gives ``act``, ``act#2``).
+A unit fires when its pre-activation is > 0, for GELU/SiLU too. ``(N, U)`` outputs are per feature,
+``(N, C, H, W)`` per channel (``per_position=True`` keeps per-position counts).
+
+>>> from reluscope.torch import scan, monitor, all_reduce
+>>> stats = scan(model, loader)                     # exact per-unit counts over the whole dataset
+>>> stats.summary()                                 # the same ActivationStats as the numpy engine
+>>> with monitor(model, full_every=100) as m:       # ~1% per training step
+...     train(model)
+...     print({name: m.stats.dead_fraction(name) for name in m.stats.names})
+"""
+
+try:
+    import torch as _torch  # noqa: F401
+except ImportError as _exc:  # pragma: no cover - exercised by a test that hides torch
+    raise ImportError("reluscope.torch needs PyTorch: pip install 'reluscope[torch]'") from _exc
+
+from reluscope.torch._dist import all_reduce
+from reluscope.torch._locate import RECTIFIER_FUNCTIONS, RECTIFIER_MODULES, Site, find_sites
+from reluscope.torch._models import from_mlp
+from reluscope.torch._monitor import Monitor, monitor
+from reluscope.torch._redo import ReDoPlan, ReDoSchedule, SitePlan, StructureError, redo, redo_plan
+from reluscope.torch._scan import Progress, scan
+from reluscope.torch._swap import SwapReport, swap_relu_to_leaky
+
+__all__ = [
+    "RECTIFIER_FUNCTIONS",
+    "RECTIFIER_MODULES",
+    "Monitor",
+    "Progress",
+    "ReDoPlan",
+    "ReDoSchedule",
+    "Site",
+    "SitePlan",
+    "StructureError",
+    "SwapReport",
+    "all_reduce",
+    "find_sites",
+    "from_mlp",
+    "monitor",
+    "redo",
+    "redo_plan",
+    "scan",
+    "swap_relu_to_leaky",
+]

@@ -1,0 +1,212 @@
+"""Every rectifier call site is found and counted exactly: each model's scan equals the brute-force stats computed
+from its own stored pre-activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch.nn.functional as F  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from torch import nn  # noqa: E402
+
+from reluscope.diagnose import ActivationStats  # noqa: E402
+from reluscope.torch import find_sites, scan  # noqa: E402
+from test_torch_models import (  # noqa: E402
+    Branchy,
+    ConvBN,
+    Dense,
+    Functional,
+    Reused,
+    Smooth,
+    assert_same_stats,
+    batches_of,
+    brute_force,
+    one_torch_thread,  # noqa: F401
+    per_channel,
+    seeded,
+)
+
+pytestmark = pytest.mark.torch
+
+
+def _data(*shape: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g)
+
+
+@pytest.mark.parametrize(
+    ("model_cls", "shape", "names"),
+    [
+        (Dense, (37, 6), ["act1", "act2"]),
+        (Reused, (29, 5), ["act", "act#2"]),
+        (Functional, (31, 4), ["relu", "relu#2", "relu#3", "relu#4", "leaky_relu", "block.relu"]),
+        (ConvBN, (19, 2, 6, 6), ["features.2", "relu"]),
+        (Smooth, (41, 6), [f"acts.{k}" for k in Smooth().acts]),
+    ],
+)
+def test_scan_equals_brute_force(model_cls: type, shape: tuple[int, ...], names: list[str]) -> None:
+    model = seeded(model_cls)
+    batches = batches_of(_data(*shape), [10, 1, shape[0] - 11])  # uneven batches, one of a single sample
+    got = scan(model, batches, per_position=True)
+    want = brute_force(model, batches)
+    assert got.names == names == want.names
+    assert_same_stats(got, want)
+    assert got.n_samples(names[0]) == shape[0]
+    assert_same_stats(scan(model, batches), per_channel(want))  # the default: conv sites per channel only
+
+
+def test_dead_units_are_found() -> None:
+    """The units the models were built with dead (bias -50, BN bias -30, GELU bias -40) are reported dead."""
+    dense = scan(seeded(Dense), [_data(50, 6)])
+    assert dense.dead_mask("act1")[:3].all() and not dense.dead_mask("act1")[3:].all()
+    conv = scan(seeded(ConvBN), [_data(20, 2, 6, 6)], per_position=True)
+    assert conv.kind("features.2") == "conv" and conv.n_units("features.2") == 5
+    assert conv.dead_mask("features.2")[0] and not conv.dead_mask("features.2")[1:].any()
+    assert conv.position_frequency("features.2").shape == (5, 6, 6)
+
+
+def test_in_place_relu_counts_the_pre_activation() -> None:
+    """nn.ReLU(inplace=True) overwrites its input; the max pre-activation must still be the negative value it had."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.tensor([-2.0, -0.5, 0.0, 1.5]))
+    stats = scan(model, [torch.ones(5, 3)])
+    np.testing.assert_array_equal(stats.max_preactivation("1"), [-2.0, -0.5, 0.0, 1.5])
+    np.testing.assert_array_equal(stats.fire_count("1"), [0, 0, 0, 5])  # exactly 0 does not fire
+
+
+@pytest.mark.parametrize("inplace_fn", [F.leaky_relu_, F.elu_, lambda t: F.relu6(t, inplace=True)])
+def test_other_in_place_rectifiers(inplace_fn: object) -> None:
+    class M(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return inplace_fn(x * 1.0)  # type: ignore[operator]
+
+    x = torch.tensor([[-3.0, -1.0, 0.5], [-2.0, 0.0, 2.0]])
+    stats = scan(M(), [x])
+    (name,) = stats.names
+    np.testing.assert_array_equal(stats.max_preactivation(name), [-2.0, 0.0, 2.0])
+    np.testing.assert_array_equal(stats.fire_count(name), [0, 0, 2])
+
+
+def test_data_dependent_branch() -> None:
+    """torch.fx cannot trace the model; the scan sees exactly the calls that ran, batch by batch."""
+    model = seeded(Branchy)
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(model)
+    x = _data(40, 3)
+    batches = [x[:10] + 2.0, x[10:20] - 2.0, x[20:35] + 2.0, x[35:] - 2.0]  # branch taken, not, taken, not
+    got = scan(model, batches)
+    assert_same_stats(got, brute_force(model, batches))
+    assert got.n_samples("relu") == 40 and got.n_samples("relu#2") == 25
+
+
+def test_gelu_silu_fire_means_positive_pre_activation() -> None:
+    """GELU/SiLU are negative (not zero) for negative inputs; a unit fires only on the positive side."""
+    model = nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 3), nn.SiLU())
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.copy_(torch.tensor([-1.0, 0.5, -0.2]))
+    stats = scan(model, [_data(16, 2)])
+    np.testing.assert_array_equal(stats.dead_mask("1"), [True, False, True])
+    # ... although the dead GELU units have a non-zero mean |activation| (GELU(-1) = -0.159)
+    assert stats.mean_abs_activation("1")[0] == pytest.approx(0.15865525, rel=1e-6)
+    out = model[1](torch.tensor([-1.0, -1e-3, 1e-3, 1.0]))
+    assert ((out > 0) == torch.tensor([False, False, True, True])).all()
+
+
+def test_find_sites_names_and_kinds() -> None:
+    sites = find_sites(seeded(ConvBN), _data(2, 2, 6, 6))
+    assert [(s.name, s.function, s.module, s.call, s.kind) for s in sites] == [
+        ("features.2", "relu", "features.2", 1, "conv"),
+        ("relu", "relu", "", 1, "conv"),
+    ]
+    assert sites[0].shape == (5, 6, 6) and sites[0].units == 5
+    reused = find_sites(seeded(Reused), _data(2, 5))
+    assert [(s.name, s.call, s.shape) for s in reused] == [("act", 1, (8,)), ("act#2", 2, (4,))]
+
+
+def test_find_sites_leaves_the_model_as_it_was() -> None:
+    model = seeded(ConvBN).train()
+    model.features[0].eval()  # a submodule's own flag survives too
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    find_sites(model, _data(3, 2, 6, 6))
+    assert model.training and model.features[1].training and not model.features[0].training
+    assert torch.is_grad_enabled()
+    assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items())  # no BatchNorm update
+    assert not torch.overrides._get_current_function_mode_stack()
+
+
+def test_parameters_and_non_rectifiers_are_not_sites() -> None:
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor([1.0, -1.0]))
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            s = F.relu(self.scale)  # a constraint on a parameter, not a layer of units
+            h = torch.sigmoid(self.fc(x)) + F.hardtanh(x) + torch.tanh(x)  # not rectifiers
+            return F.hardtanh(h, 0.0, 6.0) * s  # hardtanh(0, 6) is ReLU6
+
+    assert [(s.name, s.function) for s in find_sites(M(), _data(3, 2))] == [("relu6", "relu6")]
+
+
+def test_channels_last_and_sequences() -> None:
+    """(N, L, F) transformer-style activations: per feature with channels_last, per position counts kept."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.GELU())
+    x = _data(5, 7, 4)
+    stats = scan(model, [x], channels_last=True, per_position=True)
+    assert stats.n_units("1") == 6 and stats.position_frequency("1").shape == (6, 1, 7)
+    pre = model[0](x).detach().permute(0, 2, 1).numpy()  # (N, F, L)
+    ref = ActivationStats()
+    ref.update("1", pre[:, :, None, :], model[1](model[0](x)).detach().permute(0, 2, 1).numpy()[:, :, None, :])
+    assert_same_stats(stats, ref)
+    by_dim1 = scan(model, [x])  # default: dim 1 (here the sequence) is the unit dimension
+    assert by_dim1.n_units("1") == 7
+
+
+def test_per_channel_default_allows_varying_sizes() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU())
+    batches = [_data(4, 1, 5, 5), _data(4, 1, 7, 7, seed=1)]
+    with pytest.raises(ValueError, match=r"per-sample shape changed.*per_position=False"):
+        scan(model, batches, per_position=True)
+    stats = scan(model, batches)
+    assert stats.kind("1") == "dense" and stats.n_units("1") == 3 and stats.n_samples("1") == 8
+    channel_fired = [(model(b) > 0).flatten(2).any(2).sum(0) for b in batches]
+    np.testing.assert_array_equal(stats.fire_count("1"), (channel_fired[0] + channel_fired[1]).numpy())
+
+
+def test_unbatched_and_empty_batches() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    stats = scan(model, [_data(3), _data(0, 3), _data(2, 3)])
+    assert stats.n_samples("1") == 3
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 9),
+    units=st.integers(1, 6),
+    spatial=st.sampled_from([(), (3, 2), (1, 4)]),
+    cut=st.integers(0, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_hypothesis_shapes_and_batching(n: int, units: int, spatial: tuple[int, ...], cut: int, seed: int) -> None:
+    """Any dense or conv shape, any split into two batches: scan == ActivationStats.update on the same arrays."""
+    x = _data(n, units, *spatial, seed=seed).double()
+    cut = min(cut, n)
+    stats = scan(nn.ReLU(), [x[:cut], x[cut:]], per_position=True)
+    ref = ActivationStats()
+    for part in (x[:cut], x[cut:]):
+        ref.update("relu", part.numpy(), part.relu().numpy())
+    assert_same_stats(stats, ref, rtol=1e-12)
+
+
+def test_batches_larger_than_the_int16_count_chunk() -> None:
+    x = _data(40000, 3)
+    stats = scan(nn.ReLU(), [x])
+    np.testing.assert_array_equal(stats.fire_count("relu"), (x > 0).sum(0).numpy())
