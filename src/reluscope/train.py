@@ -90,6 +90,14 @@ def _all_finite(params: dict[str, Array]) -> bool:
     return all(np.isfinite(p).all() for p in params.values())
 
 
+def _divergence_message(epoch: int, step: int, lr: float) -> str:
+    return (
+        f"training diverged at epoch {epoch}, step {step}: the loss or the weights became NaN/inf with lr={lr:g}; "
+        f"lower the learning rate (try lr={lr / 10:g}) or add --reg. The network was restored to its last finite "
+        f"weights (end of epoch {epoch - 1})."
+    )
+
+
 def fit(
     net: MLP,
     X: Array,
@@ -159,22 +167,17 @@ def fit(
                 break
             Xb, yb = (X, y) if bs >= n else (X[idx], y[idx])
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                loss, grads, scores = net.loss_and_scores(Xb, yb, reg)
-                finite = math.isfinite(loss)
+                # X and y were validated (and X cast to the net's dtype) once, above
+                loss, grads, scores = net.loss_and_scores(Xb, yb, reg, validate=False)
+                grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+                finite = math.isfinite(loss) and math.isfinite(grad_norm)
                 if finite:
-                    grad_norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
                     opt.step(net.params, grads)
-                    finite = math.isfinite(grad_norm) and _all_finite(net.params)
             if not finite:
                 net.set_params(last_good)
+                step = state.step + 1
                 raise DivergenceError(
-                    f"training diverged at epoch {epoch}, step {state.step + 1}: the loss or the weights became "
-                    f"NaN/inf with lr={opt.lr:g}; lower the learning rate (try lr={opt.lr / 10:g}) or add --reg. "
-                    f"The network was restored to its last finite weights (end of epoch {epoch - 1}).",
-                    epoch=epoch,
-                    step=state.step + 1,
-                    lr=opt.lr,
-                    history=history,
+                    _divergence_message(epoch, step, opt.lr), epoch=epoch, step=step, lr=opt.lr, history=history
                 )
             state.step += 1
             state.loss = loss
@@ -195,6 +198,15 @@ def fit(
                 val_scores = net.scores(X_val)
                 history.val_loss.append(F.softmax_cross_entropy(val_scores, y_val)[0])
                 history.val_accuracy.append(float(np.mean(np.argmax(val_scores, axis=1) == y_val)))
+        # Parameters that overflowed in the last update show up as a non-finite loss at the next step; the end of
+        # the epoch is checked here so that the snapshot below is always finite.
+        with np.errstate(over="ignore", invalid="ignore"):
+            params_finite = _all_finite(net.params)
+        if not params_finite:
+            net.set_params(last_good)
+            raise DivergenceError(
+                _divergence_message(epoch, state.step, opt.lr), epoch=epoch, step=state.step, lr=opt.lr, history=history
+            )
         last_good = {k: p.copy() for k, p in net.params.items()}
         for cb in callbacks:
             cb.on_epoch_end(state)

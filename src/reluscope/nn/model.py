@@ -3,6 +3,16 @@
 ``MLP([D, H1, ..., C])`` is ``dense -> act -> dense -> act -> ... -> dense`` producing class scores. Parameters
 live in one dict: ``W{l}`` (fan_in, fan_out), ``b{l}`` (fan_out,) for layers l = 1..L, plus ``a{l}`` (H_l,) for
 the hidden layers when the activation is PReLU. ``grads`` has exactly the same keys.
+
+Two paths compute the same numbers. Inference (:meth:`MLP.scores`, :meth:`MLP.hidden_outputs`, ...) runs the
+readable reference pairs of :mod:`reluscope.nn.functional` and returns fresh arrays. Training
+(:meth:`MLP.forward`, :meth:`MLP.backward`, :meth:`MLP.loss`, :meth:`MLP.loss_and_scores`) runs the fast path of
+:mod:`reluscope.nn._fast`: work buffers allocated once per batch size and in-place kernels, so that after the first
+step a training step allocates nothing as large as a layer's activations (tests check both paths agree).
+
+**Buffer reuse.** The gradient arrays returned by ``backward``/``loss``/``loss_and_scores`` (and ``net.grads``) are
+the network's gradient buffers: the next backward overwrites them in place, as PyTorch overwrites ``p.grad``.
+Copy them to keep them (``{k: g.copy() for k, g in grads.items()}``). Scores are always returned as new arrays.
 """
 
 from __future__ import annotations
@@ -15,6 +25,14 @@ from numpy.typing import NDArray
 
 from reluscope._validate import RNGLike, as_rng, check_finite_array, check_labels, check_positive, resolve_dtype
 from reluscope.nn import functional as F
+from reluscope.nn._fast import (
+    Batch,
+    Workspace,
+    activation_backward,
+    activation_forward,
+    softmax_cross_entropy_into,
+    sum_axis_into,
+)
 from reluscope.nn.activations import Activation, get_activation
 from reluscope.nn.functional import Array
 from reluscope.nn.init import check_init, init_bias, init_weight
@@ -85,7 +103,14 @@ class MLP:
             if self.activation.learnable and layer < self.n_layers:
                 self.params[f"a{layer}"] = np.full(fan_out, self.activation.slope, dtype=self.dtype)
         self.grads: dict[str, Array] = {}
-        self._caches: list[Any] | None = None
+        # (W, b, slope) keys per layer; the slope key is "" where there is none
+        self._keys: list[tuple[str, str, str]] = [
+            (f"W{layer}", f"b{layer}", f"a{layer}" if f"a{layer}" in self.params else "")
+            for layer in range(1, self.n_layers + 1)
+        ]
+        self._ws: Workspace | None = None
+        self._gbuf: dict[str, Array] | None = None
+        self._l2_scratch: dict[str, Array] = {}
 
     # Structure ------------------------------------------------------------------------------------------------
     @property
@@ -170,7 +195,11 @@ class MLP:
         return out
 
     def _layers(self, X: Array, *, keep_caches: bool) -> tuple[Array, list[tuple[Array, Array]], list[Any]]:
-        """Run every layer; returns scores, (pre, post) per hidden layer, and caches if asked."""
+        """The reference path: every layer through the pure pairs of :mod:`reluscope.nn.functional`.
+
+        Returns scores, (pre, post) per hidden layer (fresh arrays), and the caches if asked. Inference
+        (:meth:`scores`, :meth:`hidden_outputs`) runs here; training runs the equivalent fast path.
+        """
         h = X
         hidden: list[tuple[Array, Array]] = []
         caches: list[Any] = []
@@ -188,45 +217,137 @@ class MLP:
         raise AssertionError("unreachable: an MLP has at least one layer")
 
     def forward(self, X: Array) -> Array:
-        """X: (N, D) -> scores: (N, C). Keeps the caches that :meth:`backward` needs."""
-        X = self.check_input(X)
-        scores, _, self._caches = self._layers(X, keep_caches=True)
-        return scores
+        """X: (N, D) -> scores: (N, C), a new array. Keeps what :meth:`backward` needs in the work buffers."""
+        return self._forward(self.check_input(X)).copy()
 
     def backward(self, dscores: Array) -> dict[str, Array]:
-        """dscores: (N, C) -> grads, a dict with the same keys as ``params`` (also kept in ``self.grads``)."""
-        if self._caches is None:
+        """dscores: (N, C) -> grads, a dict with the same keys as ``params`` (also kept in ``self.grads``).
+
+        The gradient arrays are the net's gradient buffers: the next ``backward`` (or ``loss``) overwrites them
+        in place, like ``p.grad`` in PyTorch. Copy what you keep: ``{k: g.copy() for k, g in grads.items()}``.
+        No gradient is computed for the input X.
+        """
+        b = None if self._ws is None else self._ws.last
+        if b is None:
             raise RuntimeError("backward() needs a forward() first: call net.forward(X) on the same batch")
-        caches = self._caches
-        grads: dict[str, Array] = {}
-        dh = dscores
-        for layer in range(self.n_layers, 0, -1):
-            if layer < self.n_layers:
-                dh, dparam = self.activation.backward(dh, caches[2 * layer - 1])
-                if dparam is not None:
-                    grads[f"a{layer}"] = dparam
-            dh, grads[f"W{layer}"], grads[f"b{layer}"] = F.dense_backward(dh, caches[2 * layer - 2])
-        self.grads = {key: grads[key] for key in self.params}
-        return self.grads
+        dscores = np.asarray(dscores, dtype=self.dtype)
+        if dscores.shape != b.scores.shape:
+            raise ValueError(
+                f"dscores must have the shape of the last forward's scores {b.scores.shape}, got {dscores.shape}; "
+                "call backward with the gradient of the scores that forward returned"
+            )
+        return self._backward(b, dscores)
 
     def loss(self, X: Array, y: NDArray[np.integer[Any]], reg: float = 0.0) -> tuple[float, dict[str, Array]]:
-        """Mean softmax cross-entropy + 0.5 * reg * sum(W**2) over weight matrices; returns (loss, grads)."""
+        """Mean softmax cross-entropy + 0.5 * reg * sum(W**2) over weight matrices; returns (loss, grads).
+
+        ``grads`` are the net's gradient buffers, overwritten by the next call (see :meth:`backward`).
+        """
         loss, grads, _ = self.loss_and_scores(X, y, reg)
         return loss, grads
 
     def loss_and_scores(
-        self, X: Array, y: NDArray[np.integer[Any]], reg: float = 0.0
+        self, X: Array, y: NDArray[np.integer[Any]], reg: float = 0.0, *, validate: bool = True
     ) -> tuple[float, dict[str, Array], Array]:
-        """Like :meth:`loss`, also returning the scores (N, C) of the forward pass (computed before any update)."""
-        scores = self.forward(X)
-        loss, dscores = F.softmax_cross_entropy(scores, y)
-        grads = self.backward(dscores)
+        """One training step's arithmetic: forward, softmax cross-entropy, L2, backward.
+
+        X: (N, D), y: (N,) -> (loss, grads, scores (N, C) of the forward, a new array). ``grads`` are the net's
+        gradient buffers, overwritten in place by the next call (see :meth:`backward`).
+
+        ``validate=False`` skips the O(N·D) checks of X (finite, right width) and y (integers in [0, C)) for a
+        caller that has validated the whole dataset once, as :func:`reluscope.train.fit` does; X must then
+        already be in the net's dtype (otherwise it is validated anyway).
+        """
+        if validate or not self._is_ready_input(X):
+            X = self.check_input(X)
+        n = X.shape[0]
+        if validate or not (isinstance(y, np.ndarray) and y.shape == (n,) and y.dtype.kind in "iu"):
+            y = check_labels(y, n, self.n_classes)
+        scores = self._forward(X)
+        b = self._ws.last if self._ws is not None else None
+        assert b is not None
+        loss = softmax_cross_entropy_into(b, y)  # b.probs now holds dscores
+        grads = self._backward(b, b.probs)
         if reg:
-            for layer in range(1, self.n_layers + 1):
-                reg_loss, dW = F.l2_penalty(self.params[f"W{layer}"], reg)
-                loss += reg_loss
-                grads[f"W{layer}"] += dW
-        return loss, grads, scores
+            loss += self._add_l2(grads, reg)
+        return loss, grads, scores.copy()
+
+    # The fast path (see reluscope.nn._fast) ---------------------------------------------------------------------
+    def _is_ready_input(self, X: Any) -> bool:
+        return isinstance(X, np.ndarray) and X.dtype == self.dtype and X.ndim == 2 and X.shape[1] == self.sizes[0]
+
+    def _workspace(self, n: int) -> Workspace:
+        ws = self._ws
+        if ws is None or n > ws.capacity:
+            ws = self._ws = Workspace(self.sizes, self.dtype, self.activation.name, capacity=n)
+        return ws
+
+    def _forward(self, X: Array) -> Array:
+        """X: (N, D), validated and in the net's dtype -> scores (N, C), a view of the work buffers."""
+        ws = self._workspace(X.shape[0])
+        ws.last = None  # until this forward completes
+        b = ws.batch(X.shape[0])
+        p, act, n_hidden = self.params, self.activation, len(b.hidden)
+        b.x = h = X
+        for layer, (w, bias, a) in enumerate(self._keys):
+            W = b.weights[layer] = p[w]
+            z = b.outs[layer]
+            np.matmul(h, W, out=z)  # z = h @ W + b
+            np.add(z, p[bias], out=z)
+            if layer < n_hidden:
+                slope = b.slopes[layer] = p[a] if a else None
+                activation_forward(act, b.hidden[layer], slope)  # z -> f(z) in place, f'(z) kept
+            h = z
+        ws.last = b
+        return h
+
+    def _backward(self, b: Batch, dscores: Array) -> dict[str, Array]:
+        """dscores: (N, C) -> every parameter's gradient, written into the gradient buffers."""
+        g = self._grads_buffers()
+        dz = dscores
+        for layer in range(self.n_layers - 1, -1, -1):
+            w, bias, _ = self._keys[layer]
+            h_prev = b.x if layer == 0 else b.outs[layer - 1]
+            assert h_prev is not None
+            np.matmul(h_prev.T, dz, out=g[w])  # dW = h_prev.T @ dz
+            sum_axis_into(dz, 0, b.ones, g[bias])  # db = dz.sum(axis=0)
+            if layer == 0:
+                break  # the input X needs no gradient
+            W = b.weights[layer]
+            assert W is not None
+            below = b.hidden[layer - 1]
+            np.matmul(dz, W.T, out=below.dh)  # dh = dz @ W.T
+            a = self._keys[layer - 1][2]
+            activation_backward(below, g[a] if a else None, b.ones)  # dh -> dz = dh * f'(z) in place
+            dz = below.dh
+        self.grads = g
+        return g
+
+    def _grads_buffers(self) -> dict[str, Array]:
+        g = self._gbuf
+        if g is None:
+            g = self._gbuf = {key: np.empty_like(p) for key, p in self.params.items()}
+        return g
+
+    def _add_l2(self, grads: dict[str, Array], reg: float) -> float:
+        """Add reg * W to every weight gradient in place; return 0.5 * reg * sum(W**2) over the weights."""
+        total = 0.0
+        for w, _, _ in self._keys:
+            W = self.params[w]
+            total += 0.5 * reg * float(np.vdot(W, W))
+            scratch = self._l2_scratch.get(w)
+            if scratch is None:
+                scratch = self._l2_scratch[w] = np.empty_like(W)
+            np.multiply(W, reg, out=scratch)
+            np.add(grads[w], scratch, out=grads[w])
+        return total
+
+    def release_buffers(self) -> None:
+        """Free the work and gradient buffers (they are reallocated by the next training step)."""
+        self._ws = None
+        self._gbuf = None
+        self._l2_scratch = {}
+        self.grads = {}
 
     # Inference (no caches kept) -------------------------------------------------------------------------------
     def scores(self, X: Array) -> Array:

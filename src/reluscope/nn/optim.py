@@ -3,6 +3,10 @@
 Per-parameter state lives in ``optimizer.state[key]`` (a dict of arrays shaped like ``params[key]``, e.g.
 ``{"velocity": ...}`` or ``{"m": ..., "v": ...}``), so later code (ReDo) can reset the entries of single units.
 Update rules follow PyTorch's ``torch.optim`` so the two can be compared step by step.
+
+Every update is written with ``out=`` ufuncs into one or two private scratch arrays per parameter (allocated at
+the first step, not part of ``state``), so a step allocates nothing and never modifies ``grads``; the arithmetic
+is the same, operation for operation, as the formulas in the docstrings (``p -= lr * g`` and so on).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Optimizer:
         self.lr = check_positive(lr, "lr")
         self.state: dict[str, dict[str, Array]] = {}
         self.t = 0  # number of steps taken
+        self._work: dict[str, list[Array | None]] = {}
 
     def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         if params.keys() != grads.keys():
@@ -44,6 +49,16 @@ class Optimizer:
         if name not in slot:
             slot[name] = np.zeros_like(like)
         return slot[name]
+
+    def _scratch(self, key: str, like: Array, which: int = 0) -> Array:
+        """Private work array ``which`` (0 or 1) shaped like ``like``, reused by every step (not in ``state``)."""
+        pair = self._work.get(key)
+        if pair is None:
+            pair = self._work[key] = [None, None]
+        s = pair[which]
+        if s is None or s.shape != like.shape or s.dtype != like.dtype:
+            s = pair[which] = np.empty_like(like)
+        return s
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "lr": self.lr}
@@ -67,16 +82,25 @@ class SGD(Optimizer):
         self.name = "nesterov" if nesterov else ("momentum" if momentum else "sgd")
 
     def _update(self, key: str, p: Array, g: Array) -> None:
-        lr = p.dtype.type(self.lr)
-        if self.weight_decay:
-            g = g + p.dtype.type(self.weight_decay) * p
-        if not self.momentum:
-            p -= lr * g
-            return
-        v = self._buffer(key, "velocity", p)
-        v *= p.dtype.type(self.momentum)
-        v += g
-        p -= lr * (g + p.dtype.type(self.momentum) * v if self.nesterov else v)
+        f = p.dtype.type
+        s = self._scratch(key, p)
+        if self.weight_decay:  # g <- g + weight_decay * p
+            np.multiply(p, f(self.weight_decay), out=s)
+            np.add(s, g, out=s)
+            g = s
+        if self.momentum:  # v <- momentum * v + g
+            v = self._buffer(key, "velocity", p)
+            np.multiply(v, f(self.momentum), out=v)
+            np.add(v, g, out=v)
+            if self.nesterov:  # step = g + momentum * v
+                t = self._scratch(key, p, 1)
+                np.multiply(v, f(self.momentum), out=t)
+                np.add(g, t, out=t)
+                g = t
+            else:  # step = v
+                g = v
+        np.multiply(g, f(self.lr), out=s)  # p <- p - lr * step
+        np.subtract(p, s, out=p)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -116,21 +140,32 @@ class Adam(Optimizer):
 
     def _update(self, key: str, p: Array, g: Array) -> None:
         f = p.dtype.type
+        s = self._scratch(key, p)
+        t = self._scratch(key, p, 1)
         if self.weight_decay:
-            if self.decoupled:
-                p *= f(1 - self.lr * self.weight_decay)
-            else:
-                g = g + f(self.weight_decay) * p
+            if self.decoupled:  # AdamW: p <- p * (1 - lr * weight_decay)
+                np.multiply(p, f(1 - self.lr * self.weight_decay), out=p)
+            else:  # Adam: g <- g + weight_decay * p
+                np.multiply(p, f(self.weight_decay), out=s)
+                np.add(s, g, out=s)
+                g = s
         m = self._buffer(key, "m", p)
         v = self._buffer(key, "v", p)
-        m *= f(self.beta1)
-        m += f(1 - self.beta1) * g
-        v *= f(self.beta2)
-        v += f(1 - self.beta2) * (g * g)
+        np.multiply(m, f(self.beta1), out=m)  # m <- b1 m + (1 - b1) g
+        np.multiply(g, f(1 - self.beta1), out=t)
+        np.add(m, t, out=m)
+        np.multiply(v, f(self.beta2), out=v)  # v <- b2 v + (1 - b2) g²
+        np.multiply(g, g, out=t)
+        np.multiply(t, f(1 - self.beta2), out=t)
+        np.add(v, t, out=v)
         bias1 = 1 - self.beta1**self.t
         bias2 = 1 - self.beta2**self.t
-        denom = np.sqrt(v) / f(np.sqrt(bias2)) + f(self.eps)
-        p -= f(self.lr / bias1) * m / denom
+        np.sqrt(v, out=t)  # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+        np.divide(t, f(np.sqrt(bias2)), out=t)
+        np.add(t, f(self.eps), out=t)
+        np.multiply(m, f(self.lr / bias1), out=s)  # p <- p - lr / (1 - b1^t) * m / denom
+        np.divide(s, t, out=s)
+        np.subtract(p, s, out=p)
 
     def config(self) -> dict[str, Any]:
         return {
