@@ -227,8 +227,10 @@ class ColumnForm:
 class SGDStep:
     """One plain SGD step ``p <- p - lr * grad`` on every parameter and its effect on the loss.
 
-    ``frozen_units`` are hidden units whose incoming weights and bias did not move at all (dead for the batch
-    with ReLU and no L2). ``fired_after`` (N, H) is the gate after the step.
+    ``frozen_units`` are hidden units whose incoming weights and bias did not move at all. With ReLU and no L2
+    every unit dead for the batch is frozen; a live unit can be frozen too, when the gradient reaching it is
+    exactly 0 (e.g. equal outgoing weights to every class: softmax ignores a shift of all scores).
+    ``fired_after`` (N, H) is the gate after the step.
     """
 
     lr: float
