@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests draw their examples deterministically: a CI run is reproducible and never flaky by luck.
+settings.register_profile("reluscope", derandomize=True, deadline=None)
+settings.load_profile("reluscope")
 
 
 @pytest.fixture
