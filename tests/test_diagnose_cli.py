@@ -104,7 +104,7 @@ def test_born_dead_network_is_reported_in_plain_words(models: dict[str, Path]) -
     ("args", "message"),
     [
         (("{missing}",), "model file not found"),
-        (("{corrupt}",), "is not a readable reluscope model"),
+        (("{corrupt}",), "is not a readable .npz archive"),
         (("{half}", "--data", "digits"), "expects 2 input features but dataset digits has 64"),
         (("{half}", "--n-classes", "5"), "dataset spiral has 5 classes but the model"),
         (("{half}", "--data", "nosuchset"), "unknown dataset 'nosuchset'"),

@@ -540,10 +540,10 @@ def test_weights_that_disagree_with_options_or_data(kink_files, tmp_path):
     assert res.exit_code == 2 and "not both" in res.stderr
     (tmp_path / "text.npz").write_text("not a zip")
     res = run("--weights", str(tmp_path / "text.npz"))
-    assert res.exit_code == 2 and "is not a readable .npz file" in res.stderr
+    assert res.exit_code == 2 and "is not a readable .npz archive" in res.stderr
     np.save(tmp_path / "single.npy", np.ones(3))
     res = run("--weights", str(tmp_path / "single.npy"))
-    assert res.exit_code == 2 and "holds a single array" in res.stderr
+    assert res.exit_code == 2 and "holds a single .npy array" in res.stderr
     np.savez(tmp_path / "obj.npz", **{**W_KINK, "b2": np.array([1, "a", None], dtype=object)})
     res = run("--weights", str(tmp_path / "obj.npz"))
     assert res.exit_code == 2 and "object array" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -7,13 +7,13 @@ import contextlib
 import json
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from reluscope._npz import read_npz
 from reluscope.data import Standardizer
 from reluscope.nn.model import MLP
 
@@ -76,22 +76,7 @@ def save_model(path: str | os.PathLike[str], net: MLP, *, standardizer: Standard
 
 
 def _load_arrays(path: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "model file not found", str(path))
-    try:
-        # Open the file ourselves: np.load leaks its handle when the zip is corrupt.
-        with path.open("rb") as fh:
-            loaded = np.load(fh, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise ValueError(f"found a single array of shape {np.shape(loaded)}, not an .npz archive")
-            with loaded as z:
-                arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = "not an .npz archive" if "pickle" in str(exc) else str(exc)
-        raise ValueError(
-            f"{path} is not a readable reluscope model (.npz from `reluscope train --out`): {reason}"
-        ) from None
+    arrays = read_npz(path, what="model file", fix="`reluscope train --out DIR` or reluscope.io.save_model")
     if _CONFIG_KEY not in arrays:
         raise ValueError(
             f"{path} has no reluscope config (keys: {sorted(arrays)}); save models with reluscope.io.save_model"

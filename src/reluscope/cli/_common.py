@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -94,3 +95,35 @@ def load_data(
         n_classes=n_classes,
         seed=seed,
     )
+
+
+# Network and training options shared by train, lr-check and sweep ------------------------------------------------
+class DType(str, Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+def parse_hidden(text: str) -> list[int]:
+    """'100' or '64,64' -> [100] / [64, 64]; '' -> [] (a linear softmax classifier)."""
+    if not text.strip():
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--hidden must be comma-separated integers such as 100 or 64,64, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"--hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+HiddenOpt = Annotated[
+    str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated (e.g. 64,64); '' = linear.")
+]
+SlopeOpt = Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")]
+InitStdOpt = Annotated[float, typer.Option(help="Standard deviation for --init normal (CS231n: 0.01).")]
+BiasInitOpt = Annotated[float, typer.Option(help="Initial value of every bias (> 0 fights born-dead units).")]
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", "-o", help="sgd, momentum, nesterov, adam or adamw.")]
+RegOpt = Annotated[float, typer.Option(help="L2 strength: adds 0.5*reg*sum(W**2) over weight matrices.")]
+BatchSizeOpt = Annotated[int, typer.Option(min=0, help="Samples per step; 0 = full batch (the CS231n case study).")]
+StandardizeOpt = Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")]
+DTypeOpt = Annotated[DType, typer.Option(help="Floating point type, end to end.")]

@@ -9,14 +9,22 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reluscope.cli._common import (
+    BatchSizeOpt,
+    BiasInitOpt,
     ClassesOpt,
     DataOpt,
+    HiddenOpt,
+    InitStdOpt,
     LabelColumnOpt,
     LabelsOpt,
+    OptimizerOpt,
     PerClassOpt,
+    RegOpt,
+    StandardizeOpt,
     console,
     friendly_errors,
     load_data,
+    parse_hidden,
 )
 
 if TYPE_CHECKING:
@@ -101,17 +109,13 @@ def lr_check(
     label_column: LabelColumnOpt = "label",
     n_per_class: PerClassOpt = 100,
     n_classes: ClassesOpt = 3,
-    hidden: Annotated[
-        str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated (e.g. 64,64).")
-    ] = "100",
+    hidden: HiddenOpt = "100",
     activation: Annotated[str, typer.Option("--activation", "-a", help="relu, leaky, prelu or elu.")] = "relu",
     init: Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")] = "he",
-    init_std: Annotated[float, typer.Option(help="Standard deviation for --init normal (CS231n: 0.01).")] = 0.01,
-    bias_init: Annotated[float, typer.Option(help="Initial value of every bias.")] = 0.0,
-    optimizer: Annotated[
-        str, typer.Option("--optimizer", "-o", help="sgd, momentum, nesterov, adam or adamw.")
-    ] = "sgd",
-    reg: Annotated[float, typer.Option(help="L2 strength.")] = 1e-3,
+    init_std: InitStdOpt = 0.01,
+    bias_init: BiasInitOpt = 0.0,
+    optimizer: OptimizerOpt = "sgd",
+    reg: RegOpt = 1e-3,
     lrs: Annotated[
         str, typer.Option("--lrs", help="Learning rates to try, comma separated; overrides --lr-min/--lr-max.")
     ] = "",
@@ -119,11 +123,11 @@ def lr_check(
     lr_max: Annotated[float, typer.Option(help="Largest learning rate of the geometric range.")] = 10.0,
     n_lrs: Annotated[int, typer.Option(min=1, help="Number of learning rates in the range.")] = 7,
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per learning rate.")] = 200,
-    batch_size: Annotated[int, typer.Option(min=0, help="Samples per step; 0 = full batch.")] = 0,
+    batch_size: BatchSizeOpt = 0,
     threshold: Annotated[
         float, typer.Option(help="Largest acceptable fraction of hidden units dead at the end of a trial.")
     ] = 0.1,
-    standardize: Annotated[bool, typer.Option(help="Standardise features with their mean/std.")] = False,
+    standardize: StandardizeOpt = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed for data, init and shuffling.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only the recommendation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON on stdout.")] = False,
@@ -135,7 +139,6 @@ def lr_check(
     below the first failure. Exit code 1 when even the smallest rate fails.
     """
     from reluscope.cli._progress import make_progress
-    from reluscope.cli.train import parse_hidden
     from reluscope.data import Standardizer
     from reluscope.nn import MLP
     from reluscope.remedies import lr_range_test

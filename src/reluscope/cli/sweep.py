@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from reluscope.cli._common import (
+    BatchSizeOpt,
+    BiasInitOpt,
     ClassesOpt,
     DataOpt,
+    DType,
+    DTypeOpt,
+    HiddenOpt,
     LabelColumnOpt,
     LabelsOpt,
+    OptimizerOpt,
     PerClassOpt,
+    RegOpt,
+    SlopeOpt,
+    StandardizeOpt,
     console,
     friendly_errors,
+    parse_hidden,
 )
 
 __all__ = ["sweep"]
-
-
-class DType(str, Enum):
-    float32 = "float32"
-    float64 = "float64"
 
 
 def _pct(mean: float | None, std: float | None = None) -> str:
@@ -46,7 +50,7 @@ def sweep(
     val_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation accuracy (stratified).")
     ] = 0.2,
-    standardize: Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")] = False,
+    standardize: StandardizeOpt = False,
     lrs: Annotated[str, typer.Option("--lrs", help="Learning rates, comma separated.")] = "0.1,0.3,1,3,10,30,100",
     activations: Annotated[
         str, typer.Option("--activations", help="Activations, comma separated: relu, leaky, prelu, elu, sigmoid, tanh.")
@@ -55,20 +59,18 @@ def sweep(
         str, typer.Option("--inits", help="Weight inits, comma separated: he, xavier, xavier_uniform, normal.")
     ] = "he",
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds of the initialisation, comma separated.")] = "0,1,2",
-    hidden: Annotated[str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated.")] = "100",
+    hidden: HiddenOpt = "100",
     init_std: Annotated[float, typer.Option(help="Standard deviation for --inits normal (CS231n: 0.01).")] = 0.01,
-    bias_init: Annotated[float, typer.Option(help="Initial value of every bias.")] = 0.0,
-    slope: Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")] = 0.01,
-    optimizer: Annotated[
-        str, typer.Option("--optimizer", "-o", help="sgd, momentum, nesterov, adam or adamw.")
-    ] = "sgd",
-    reg: Annotated[float, typer.Option(help="L2 strength: adds 0.5*reg*sum(W**2) over weight matrices.")] = 1e-3,
+    bias_init: BiasInitOpt = 0.0,
+    slope: SlopeOpt = 0.01,
+    optimizer: OptimizerOpt = "sgd",
+    reg: RegOpt = 1e-3,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data per cell.")] = 2000,
-    batch_size: Annotated[int, typer.Option(min=0, help="Samples per step; 0 = full batch.")] = 0,
+    batch_size: BatchSizeOpt = 0,
     track_every: Annotated[
         int, typer.Option(min=1, help="Scan the training set for dead units every this many epochs.")
     ] = 20,
-    dtype: Annotated[DType, typer.Option(help="Floating point type, end to end.")] = DType.float64,
+    dtype: DTypeOpt = DType.float64,
     jobs: Annotated[
         int | None,
         typer.Option("--jobs", "-j", min=1, help="Worker processes (joblib); default: the number of cores."),
@@ -97,7 +99,6 @@ def sweep(
     out, jobs=-1) inside `with joblib.parallel_backend("dask"):` (or "ray").
     """
     from reluscope.cli._progress import make_progress
-    from reluscope.cli.train import parse_hidden
     from reluscope.experiments import (
         SweepConfig,
         parse_float_list,

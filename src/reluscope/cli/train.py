@@ -6,43 +6,35 @@ import json
 import math
 import shlex
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from reluscope.cli._common import (
+    BatchSizeOpt,
+    BiasInitOpt,
     ClassesOpt,
     DataOpt,
+    DType,
+    DTypeOpt,
+    HiddenOpt,
+    InitStdOpt,
     LabelColumnOpt,
     LabelsOpt,
+    OptimizerOpt,
     PerClassOpt,
+    RegOpt,
+    SlopeOpt,
+    StandardizeOpt,
     console,
     friendly_errors,
     load_data,
+    parse_hidden,
 )
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-class DType(str, Enum):
-    float32 = "float32"
-    float64 = "float64"
-
-
-def parse_hidden(text: str) -> list[int]:
-    """'100' or '64,64' -> [100] / [64, 64]; '' -> [] (a linear softmax classifier)."""
-    if not text.strip():
-        return []
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ValueError(f"--hidden must be comma-separated integers such as 100 or 64,64, got {text!r}") from None
-    if any(s <= 0 for s in sizes):
-        raise ValueError(f"--hidden sizes must be positive, got {text!r}")
-    return sizes
 
 
 def _print_death_spikes(err: Console, spikes: list[dict[str, Any]], limit: int = 5) -> None:
@@ -64,31 +56,25 @@ def train(
     label_column: LabelColumnOpt = "label",
     n_per_class: PerClassOpt = 100,
     n_classes: ClassesOpt = 3,
-    hidden: Annotated[
-        str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated (e.g. 64,64); '' = linear.")
-    ] = "100",
+    hidden: HiddenOpt = "100",
     activation: Annotated[
         str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")
     ] = "relu",
-    slope: Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")] = 0.01,
+    slope: SlopeOpt = 0.01,
     init: Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")] = "he",
-    init_std: Annotated[float, typer.Option(help="Standard deviation for --init normal (CS231n: 0.01).")] = 0.01,
-    bias_init: Annotated[float, typer.Option(help="Initial value of every bias (> 0 fights born-dead units).")] = 0.0,
-    optimizer: Annotated[
-        str, typer.Option("--optimizer", "-o", help="sgd, momentum, nesterov, adam or adamw.")
-    ] = "sgd",
+    init_std: InitStdOpt = 0.01,
+    bias_init: BiasInitOpt = 0.0,
+    optimizer: OptimizerOpt = "sgd",
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (step size).")] = 1.0,
-    reg: Annotated[float, typer.Option(help="L2 strength: adds 0.5*reg*sum(W**2) over weight matrices.")] = 1e-3,
+    reg: RegOpt = 1e-3,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data.")] = 2000,
-    batch_size: Annotated[
-        int, typer.Option(min=0, help="Samples per step; 0 = full batch (the CS231n case study).")
-    ] = 0,
+    batch_size: BatchSizeOpt = 0,
     val_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation (stratified).")
     ] = 0.0,
-    standardize: Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")] = False,
+    standardize: StandardizeOpt = False,
     seed: Annotated[int, typer.Option(min=0, help="Seed for data, init and shuffling.")] = 0,
-    dtype: Annotated[DType, typer.Option(help="Floating point type, end to end.")] = DType.float64,
+    dtype: DTypeOpt = DType.float64,
     track_dead: Annotated[
         int,
         typer.Option(

@@ -12,7 +12,6 @@ import gzip
 import io
 import math
 import os
-import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,6 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import NDArray
 
+from reluscope._npz import read_npz
 from reluscope._validate import check_finite_array, check_labels
 
 __all__ = ["load_csv", "load_idx", "load_npz"]
@@ -219,34 +219,14 @@ def load_npz(path: PathLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         labels, or a label count that differs from the number of samples.
     """
     p = _existing_file(path, ".npz file")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+    fix = f"np.savez({p.name!r}, X=X, y=y)"
+    arrays = read_npz(p, what=".npz file", fix=fix)
+    missing = [k for k in ("X", "y") if k not in arrays]
+    if missing:
         raise ValueError(
-            f"{p} is not a readable .npz archive ({err}); write one with np.savez({p.name!r}, X=X, y=y)"
-        ) from err
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"{p} holds a single .npy array, expected an .npz archive with arrays X and y; "
-            f"write one with np.savez({p.name!r}, X=X, y=y)"
+            f"{p} is missing array(s) {', '.join(missing)}; found {sorted(arrays) or 'no arrays'}. "
+            f"Save features as X and labels as y: {fix}"
         )
-    with loaded:
-        keys = list(loaded.files)
-        missing = [k for k in ("X", "y") if k not in keys]
-        if missing:
-            raise ValueError(
-                f"{p} is missing array(s) {', '.join(missing)}; found {keys or 'no arrays'}. "
-                f"Save features as X and labels as y: np.savez({p.name!r}, X=X, y=y)"
-            )
-        arrays = {}
-        for key in ("X", "y"):
-            try:
-                arrays[key] = loaded[key]
-            except ValueError as err:  # object arrays refuse to load without pickle
-                raise ValueError(
-                    f"{p}: array {key} is an object array ({err}); reluscope never unpickles data, "
-                    f"save {key} as a numeric array, e.g. np.asarray({key}, dtype=np.float64)"
-                ) from err
     X = _features(arrays["X"], str(p))
     y = _labels(arrays["y"], X.shape[0], str(p))
     return X, y

@@ -8,10 +8,8 @@ dataclasses holding numpy arrays and text. Nothing here prints or imports rich; 
 
 from __future__ import annotations
 
-import io
 import numbers
 import os
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from reluscope._npz import read_npz
 from reluscope._validate import as_rng, check_finite_array, check_labels, check_positive
 from reluscope.nn import MLP, SGD, Activation, get_activation
 from reluscope.nn import functional as F
@@ -389,32 +388,11 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Array]:
 
     A ``model.npz`` written by ``reluscope train --out`` with one hidden layer works too (its config is ignored).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(2, "weights file not found", str(p))
-    try:
-        loaded = np.load(io.BytesIO(p.read_bytes()), allow_pickle=False)  # no file handle left open on errors
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(
-            f"{p} is not a readable .npz file ({exc}); write one with np.savez({p.name!r}, W1=W1, b1=b1, W2=W2, b2=b2)"
-        ) from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"{p} holds a single array, expected an .npz archive with W1, b1, W2, b2; "
-            f"write one with np.savez({p.name!r}, W1=W1, b1=b1, W2=W2, b2=b2)"
-        )
-    with loaded:
-        arrays: dict[str, Any] = {}
-        for key in loaded.files:
-            if key.startswith("__"):  # a reluscope model's config / standardizer, not a parameter
-                continue
-            try:
-                arrays[key] = loaded[key]
-            except ValueError:
-                raise ValueError(
-                    f"{p}: array {key} is an object array; reluscope never unpickles, save it as numbers"
-                ) from None
-    return check_params(arrays, source=str(p))
+    fix = f"np.savez({Path(path).name!r}, W1=W1, b1=b1, W2=W2, b2=b2)"
+    arrays = read_npz(path, what="weights file", fix=fix)
+    # a reluscope model.npz also holds its config and standardizer under "__...__" keys: not parameters
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("__")}
+    return check_params(arrays, source=str(path))
 
 
 # The walkthrough ----------------------------------------------------------------------------------------------
