@@ -42,6 +42,7 @@ no gradient.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -522,6 +523,22 @@ def check_model(model: Any) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Every module in eval mode and ``torch.no_grad`` for the body; each module's own train/eval flag is restored
+    on exit, also when the body raises. The flags are set directly, so modules that override train()/eval() are
+    covered too."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for module, _ in modes:
+            module.training = False
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def find_sites(model: nn.Module, *inputs: Any, channels_last: bool = False, **kw_inputs: Any) -> list[Site]:
     """Run ``model(*inputs, **kw_inputs)`` once and list the rectifier sites it executes.
 
@@ -545,14 +562,9 @@ def find_sites(model: nn.Module, *inputs: Any, channels_last: bool = False, **kw
     model = check_model(model)
     rec = _Recorder(model, per_position=True, channels_last=channels_last)
     rec.begin_pass(full=False)
-    modes = [(m, m.training) for m in model.modules()]
     try:
-        for module, _ in modes:
-            module.training = False
-        with torch.no_grad(), rec:
+        with eval_mode(model), rec:
             model(*inputs, **kw_inputs)
     finally:
-        for module, training in modes:
-            module.training = training
         rec.forget_model()
     return rec.sites()

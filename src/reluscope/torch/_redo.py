@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies._common import check_positive_int
 from reluscope.remedies._redo import ReDoReport, check_tau, recycle_mask
-from reluscope.torch._locate import RECTIFIER_FUNCTIONS, check_model, find_sites
+from reluscope.torch._locate import RECTIFIER_FUNCTIONS, check_model, eval_mode, find_sites
 
 __all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "redo", "redo_plan"]
 
@@ -375,16 +375,10 @@ def redo_plan(model: nn.Module, example: Any) -> ReDoPlan:
     model = check_model(model)
     if isinstance(model, torch.jit.ScriptModule):
         raise TypeError("redo needs an eager nn.Module, not TorchScript: recycle the Python model before scripting")
-    modes = [(m, m.training) for m in model.modules()]
     tracer = _FlowTracer(model)
-    try:
-        model.eval()
-        with torch.no_grad():
-            sites = find_sites(model, *(example if isinstance(example, tuple) else (example,)))
-            _run_example(model, example, tracer)
-    finally:
-        for module, training in modes:
-            module.training = training
+    sites = find_sites(model, *(example if isinstance(example, tuple) else (example,)))
+    with eval_mode(model):
+        _run_example(model, example, tracer)
     nodes = tracer.nodes
     acts = [i for i, n in enumerate(nodes) if n.kind == "act"]
     if [s.function for s in sites] != [nodes[i].label for i in acts]:

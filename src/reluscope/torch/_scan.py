@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from reluscope.diagnose import ActivationStats
-from reluscope.torch._locate import Site, _Recorder, check_model, stats_from_accs
+from reluscope.torch._locate import Site, _Recorder, check_model, eval_mode, stats_from_accs
 
 __all__ = ["Progress", "scan", "scan_with_sites"]
 
@@ -192,13 +192,10 @@ def scan_with_sites(
     dev = _resolve_device(device, model)
     total = total_samples(batches)
     rec = _Recorder(model, per_position=per_position, channels_last=channels_last)
-    modes = [(m, m.training) for m in model.modules()]
     n_done = 0
     n_batches = 0
     try:
-        for module, _ in modes:  # model.eval(), also for modules whose train()/eval() refuse
-            module.training = False
-        with torch.no_grad():
+        with eval_mode(model):
             for batch in batches:
                 batch = to_device(batch, dev)
                 rec.begin_pass(full=True)
@@ -209,8 +206,6 @@ def scan_with_sites(
                 if progress is not None:
                     progress(n_done, total)
     finally:
-        for module, training in modes:
-            module.training = training
         rec.forget_model()
     if n_batches == 0:
         raise ValueError("batches yielded no batch; pass a non-empty iterable of tensors or (x, y) tuples")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from reluscope.diagnose import ActivationStats
-from reluscope.torch._locate import RECTIFIER_MODULES, Site, _Recorder, stats_from_accs
+from reluscope.torch._locate import RECTIFIER_MODULES, Site, _Recorder, eval_mode, stats_from_accs
 
 __all__ = ["scan_script", "uninstrumented_sites"]
 
@@ -179,27 +179,20 @@ def scan_script(
     live = [s for s in sites if s.instrumented]
     rec = _Recorder(nn.Module(), per_position=per_position, channels_last=channels_last)
     total = total_samples(batches)
-    modes = [(m, m.training) for m in model.modules()]
     n_done = 0
     n_batches = 0
-    try:
-        for module, _ in modes:  # model.eval(), also for modules whose train()/eval() refuse
-            module.training = False
-        with torch.no_grad():
-            for batch in batches:
-                batch = to_device(batch, device)
-                outs = probe(model._c, _first_tensor(batch))
-                for i, site in enumerate(live):
-                    pre, act = outs[1 + 2 * i], outs[2 + 2 * i]
-                    acc = rec.site_acc(site.name, site.label, site.path, site.call, pre)
-                    rec.commit(acc, site.label, rec.reduce_pre(acc, pre, site.label), act)
-                n_batches += 1
-                n_done += batch_rows(batch)
-                if progress is not None:
-                    progress(n_done, total)
-    finally:
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model):
+        for batch in batches:
+            batch = to_device(batch, device)
+            outs = probe(model._c, _first_tensor(batch))
+            for i, site in enumerate(live):
+                pre, act = outs[1 + 2 * i], outs[2 + 2 * i]
+                acc = rec.site_acc(site.name, site.label, site.path, site.call, pre)
+                rec.commit(acc, site.label, rec.reduce_pre(acc, pre, site.label), act)
+            n_batches += 1
+            n_done += batch_rows(batch)
+            if progress is not None:
+                progress(n_done, total)
     if n_batches == 0:
         raise ValueError("batches yielded no batch; pass a non-empty iterable of tensors or (x, y) tuples")
     return stats_from_accs(list(rec.accs.values())), rec.sites()

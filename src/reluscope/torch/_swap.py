@@ -80,13 +80,6 @@ def swap_relu_to_leaky(model: nn.Module, slope: float = 0.01, *, example: Any = 
             swapped.append(f"{parent_path}.{child_name}" if parent_path else child_name)
     functional: list[str] = []
     if example is not None:
-        modes = [(m, m.training) for m in model.modules()]
-        try:
-            model.eval()
-            with torch.no_grad():
-                sites = find_sites(model, *(example if isinstance(example, tuple) else (example,)))
-        finally:
-            for module, training in modes:
-                module.training = training
+        sites = find_sites(model, *(example if isinstance(example, tuple) else (example,)))  # eval, no_grad
         functional = [s.name for s in sites if s.function == "relu"]
     return SwapReport(swapped=swapped, functional=functional, checked=example is not None)
