@@ -141,6 +141,6 @@ def test_redo_and_death_spikes_are_reported():
     summary = json.loads(res.stdout)
     assert summary["death_spikes"], "lr 3 with 0.01*randn init kills units within a few steps"
     assert summary["death_spikes"][0]["after"] > summary["death_spikes"][0]["before"]
-    assert [r["epoch"] for r in summary["redo"]] == [40, 80, 120][: len(summary["redo"])]
+    assert [r["epoch"] for r in summary["redo"]] == [40]  # the first half of training only
     res = run("train", "--init", "normal", "--lr", "3", "--epochs", "30")
     assert "death spike at step" in res.stderr

@@ -27,6 +27,7 @@ from reluscope.experiments import (
     run_cell,
     run_sweep,
     summarize_sweep,
+    sweep_command,
     sweep_table,
     wilson_interval,
 )
@@ -184,6 +185,28 @@ def test_high_learning_rate_kills_relu_units_but_leaky_units_keep_their_gradient
     assert res["relu", 10.0]["train_accuracy"] == pytest.approx(1 / 3)
     assert res["leaky", 10.0]["layers"]["hidden1"]["dead_fraction"] > 0.5
     assert res["leaky", 10.0]["layers"]["hidden1"]["no_gradient_fraction"] == 0.0
+
+
+def test_redo_is_a_sweep_dimension():
+    """CS231n init at lr 3 kills about half the units; ReDo cells recycle them (first half of training) and end
+    with fewer dead units. Plain cells keep the keys they had before remedies existed."""
+    base = dict(inits=("normal",), activations=("relu",), lrs=(3.0,), seeds=(0, 1), val_fraction=0.0, epochs=400)
+    cfg = SweepConfig(**base, remedies=("none", "redo"), redo_every=50)
+    data = load_sweep_data(cfg)
+    cells = cfg.cells(data.digest)
+    redo_cfg = {"name": "redo", "every": 50, "tau": 0.0}
+    assert [c.get("remedy") for c in cells] == [None, None, redo_cfg, redo_cfg]
+    assert [c["key"] for c in cells[:2]] == [c["key"] for c in SweepConfig(**base).cells(data.digest)]
+    results = [run_cell(c, data) for c in cells]
+    rows = sweep_table(results)
+    assert [r["activation"] for r in rows] == ["relu", "relu", "relu+redo", "relu+redo"]
+    plain = np.mean([r["dead_fraction"] for r in rows[:2]])
+    redo = np.mean([r["dead_fraction"] for r in rows[2:]])
+    assert all(r["recycled"] > 0 for r in results[2:]) and all(r["recycled"] == 0 for r in results[:2])
+    assert plain > 0.2 and redo < plain
+    assert "--remedies none,redo --redo-every 50" in sweep_command(cfg, "out")
+    with pytest.raises(ValueError, match="unknown remedy 'leaky'"):
+        SweepConfig(**base, remedies=("leaky",))
 
 
 # The sweep ----------------------------------------------------------------------------------------------------------

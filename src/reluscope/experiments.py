@@ -38,7 +38,7 @@ import os
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from reluscope.io import atomic_write, load_json, save_json
 from reluscope.nn import MLP, get_activation
 from reluscope.nn.init import check_init
 from reluscope.nn.optim import get_optimizer
+from reluscope.remedies import ReDoCallback
 from reluscope.train import DivergenceError, TrainState, fit
 
 __all__ = [
@@ -172,6 +173,9 @@ class SweepConfig:
     activations: tuple[str, ...] = ("relu", "leaky")
     inits: tuple[str, ...] = ("he",)
     seeds: tuple[int, ...] = (0, 1, 2)
+    remedies: tuple[str, ...] = ("none",)
+    redo_every: int = 100
+    redo_tau: float = 0.0
     init_std: float = 0.01
     bias_init: float = 0.0
     slope: float = 0.01
@@ -184,12 +188,15 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if not self.lrs or not self.activations or not self.inits or not self.seeds:
-            raise ValueError("lrs, activations, inits and seeds must each list at least one value")
+        if not self.lrs or not self.activations or not self.inits or not self.seeds or not self.remedies:
+            raise ValueError("lrs, activations, inits, seeds and remedies must each list at least one value")
         set_(self, "lrs", _dedupe(check_positive(v, "every learning rate") for v in self.lrs))
         set_(self, "activations", _dedupe(get_activation(a, slope=self.slope).name for a in self.activations))
         set_(self, "inits", _dedupe(check_init(i) for i in self.inits))
         set_(self, "seeds", _dedupe(_check_int(s, "every seed", 0) for s in self.seeds))
+        set_(self, "remedies", _dedupe(_check_remedy(r) for r in self.remedies))
+        _check_int(self.redo_every, "redo_every", 1)
+        check_positive(self.redo_tau, "redo_tau", allow_zero=True)
         set_(self, "hidden", tuple(_check_int(h, "every hidden width", 1) for h in self.hidden))
         if not self.hidden:
             raise ValueError("hidden must list at least one hidden layer width (there is nothing to diagnose)")
@@ -213,7 +220,7 @@ class SweepConfig:
     @property
     def n_cells(self) -> int:
         """Number of training runs in the grid."""
-        return len(self.lrs) * len(self.activations) * len(self.inits) * len(self.seeds)
+        return len(self.lrs) * len(self.activations) * len(self.inits) * len(self.seeds) * len(self.remedies)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists); :meth:`from_dict` rebuilds the config."""
@@ -230,7 +237,7 @@ class SweepConfig:
         return cls(**kwargs)
 
     def cells(self, data_digest: str) -> list[dict[str, Any]]:
-        """One config dict per cell, in grid order (init, activation, lr, seed), each with its ``key``."""
+        """One config dict per cell, in grid order (init, activation, remedy, lr, seed), each with its ``key``."""
         shared = {
             "format": CELL_FORMAT,
             "version": CELL_VERSION,
@@ -249,12 +256,30 @@ class SweepConfig:
         out = []
         for init in self.inits:
             for act in self.activations:
-                for lr in self.lrs:
-                    for seed in self.seeds:
-                        cell = {**shared, "lr": lr, "activation": act, "init": init, "seed": seed}
-                        cell["key"] = cell_key(cell)
-                        out.append(cell)
+                for remedy in self.remedies:
+                    for lr in self.lrs:
+                        for seed in self.seeds:
+                            cell = {**shared, "lr": lr, "activation": act, "init": init, "seed": seed}
+                            if remedy == "redo":  # "none" adds no key, so plain cells keep their keys
+                                cell["remedy"] = {"name": "redo", "every": self.redo_every, "tau": self.redo_tau}
+                            cell["key"] = cell_key(cell)
+                            out.append(cell)
         return out
+
+
+REMEDIES = ("none", "redo")
+
+
+def _check_remedy(name: Any) -> str:
+    if name not in REMEDIES:
+        raise ValueError(f"unknown remedy {name!r}; choose from {', '.join(REMEDIES)} (leaky is an activation)")
+    return str(name)
+
+
+def variant(cfg: Mapping[str, Any]) -> str:
+    """The name a cell's network goes by in tables and plots: its activation, plus ``+redo`` under ReDo."""
+    remedy = cfg.get("remedy")
+    return f"{cfg['activation']}+{remedy['name']}" if remedy else str(cfg["activation"])
 
 
 def cell_key(cell: dict[str, Any]) -> str:
@@ -409,6 +434,11 @@ def run_cell(cell: dict[str, Any], data: SweepData) -> dict[str, Any]:
         dtype=cell["dtype"],
     )
     tracker = _GuardedTracker(X, every=cell["track_every"])
+    remedy = cell.get("remedy")
+    # ReDo recycles during the first half of training, as reluscope.remedies.compare_remedies does, so the final
+    # statistics measure trained units rather than units just re-initialised
+    until = max(1, cell["epochs"] // 2)
+    redo = [ReDoCallback(X, every=remedy["every"], tau=remedy["tau"], until=until, seed=cell["seed"])] if remedy else []
     status, error, diverged_at = "finished", None, None
     # high learning rates are the point of a sweep: overflow is detected and recorded, not warned about
     with np.errstate(over="ignore", invalid="ignore"):
@@ -425,7 +455,7 @@ def run_cell(cell: dict[str, Any], data: SweepData) -> dict[str, Any]:
                 seed=cell["seed"],
                 X_val=data.X_val if has_val else None,
                 y_val=data.y_val if has_val else None,
-                callbacks=[tracker],
+                callbacks=[*redo, tracker],
             )
         except DivergenceError as exc:
             status, error, diverged_at, history = "diverged", str(exc), exc.epoch, exc.history
@@ -478,6 +508,7 @@ def run_cell(cell: dict[str, Any], data: SweepData) -> dict[str, Any]:
         "final_loss": _finite_or_none(history.loss[final_epoch - 1]) if final_epoch >= 1 else None,
         "val_loss": _finite_or_none(history.val_loss[final_epoch - 1]) if final_epoch >= 1 and has_val else None,
         "layers": layers,
+        "recycled": sum(r["total"] for r in history.extra.get("redo", [])),
         "tracking": {
             "epochs": list(tracker.epochs),
             "n_samples": tracker.n_samples,
@@ -689,7 +720,7 @@ def sweep_table(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for layer, stats in c["layers"].items():
             row = {
                 "key": c["key"],
-                "activation": cfg["activation"],
+                "activation": variant(cfg),
                 "init": cfg["init"],
                 "lr": cfg["lr"],
                 "seed": cfg["seed"],
@@ -758,7 +789,7 @@ def dead_over_training(cells: Sequence[dict[str, Any]], layer: str = "hidden1") 
         if layer not in c["tracking"]["layers"]:
             raise ValueError(f"no layer {layer!r} in the sweep; layers are {sorted(c['tracking']['layers'])}")
         cfg = c["config"]
-        groups[(cfg["activation"], cfg["init"], cfg["lr"])].append(c)
+        groups[(variant(cfg), cfg["init"], cfg["lr"])].append(c)
     first = {k[:2]: i for i, k in reversed(list(enumerate(groups)))}
     series = []
     for (act, init, lr), members in sorted(groups.items(), key=lambda kv: (first[kv[0][:2]], kv[0][2])):
@@ -1028,6 +1059,8 @@ def sweep_command(config: SweepConfig, out: str | os.PathLike[str]) -> str:
         "--dtype",
         c.dtype,
     ]
+    if c.remedies != ("none",):
+        args += ["--remedies", _join(c.remedies), "--redo-every", str(c.redo_every), "--redo-tau", f"{c.redo_tau:g}"]
     if c.standardize:
         args.append("--standardize")
     args += ["--out", str(out)]

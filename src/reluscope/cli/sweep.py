@@ -59,6 +59,18 @@ def sweep(
         str, typer.Option("--inits", help="Weight inits, comma separated: he, xavier, xavier_uniform, normal.")
     ] = "he",
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds of the initialisation, comma separated.")] = "0,1,2",
+    remedies: Annotated[
+        str,
+        typer.Option(
+            "--remedies",
+            help="Remedies, comma separated: none, redo (ReDo every --redo-every epochs during the first half of "
+            "training). Leaky ReLU is an activation: add it to --activations.",
+        ),
+    ] = "none",
+    redo_every: Annotated[int, typer.Option(min=1, help="Epochs between ReDo resets (with --remedies redo).")] = 100,
+    redo_tau: Annotated[
+        float, typer.Option(min=0.0, help="ReDo threshold τ: 0 recycles dead units only; 0.1 also dormant ones.")
+    ] = 0.0,
     hidden: HiddenOpt = "100",
     init_std: Annotated[float, typer.Option(help="Standard deviation for --inits normal (CS231n: 0.01).")] = 0.01,
     bias_init: BiasInitOpt = 0.0,
@@ -122,6 +134,9 @@ def sweep(
         activations=parse_name_list(activations, "--activations"),
         inits=parse_name_list(inits, "--inits"),
         seeds=parse_int_list(seeds, "--seeds"),
+        remedies=parse_name_list(remedies, "--remedies"),
+        redo_every=redo_every,
+        redo_tau=redo_tau,
         init_std=init_std,
         bias_init=bias_init,
         slope=slope,

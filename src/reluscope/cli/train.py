@@ -88,8 +88,9 @@ def train(
         typer.Option(
             metavar="EVERY",
             min=0,
-            help="ReDo: every EVERY epochs, re-initialise the units that are dead (or τ-dormant, see --redo-tau) "
-            "on the training set, zeroing their outgoing weights and optimizer state. 0 = off.",
+            help="ReDo: every EVERY epochs during the first half of training, re-initialise the units that are dead "
+            "(or τ-dormant, see --redo-tau) on the training set, zeroing their outgoing weights and optimizer "
+            "state. 0 = off.",
         ),
     ] = 0,
     redo_tau: Annotated[
@@ -174,7 +175,8 @@ def train(
     tracker = DeadUnitTracker(every=track_dead) if track_dead else None
     callbacks: list[Any] = [progress] if tracker is None else [tracker, progress]
     if redo:
-        callbacks.append(ReDoCallback(X, every=redo, tau=redo_tau, seed=seed))
+        # recycle during the first half only, so the final table measures trained units, not fresh ones
+        callbacks.insert(0, ReDoCallback(X, every=redo, tau=redo_tau, until=max(1, epochs // 2), seed=seed))
     steps_per_epoch = 1 if not batch_size else math.ceil(len(X) / batch_size)
     if death_spike:
         callbacks.append(DeathSpikeDetector(X, threshold=death_spike, every=steps_per_epoch))
