@@ -187,7 +187,13 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
             f"{', '.join(map(str, config.hidden))}, {config.optimizer} for {config.epochs} epochs, reg {config.reg:g}, "
             f"batch {'full' if config.batch_size is None else config.batch_size}. Grid: learning rates "
             f"{', '.join(f'{v:g}' for v in config.lrs)} x activations {', '.join(config.activations)} x inits "
-            f"{', '.join(config.inits)} x seeds {', '.join(map(str, config.seeds))}."
+            f"{', '.join(config.inits)} x seeds {', '.join(map(str, config.seeds))}"
+            + (
+                f" x remedies {', '.join(config.remedies)} (ReDo every {config.redo_every} epochs in the first half, "
+                f"τ = {config.redo_tau:g})."
+                if config.remedies != ("none",)
+                else "."
+            )
         ),
         Text(_DEAD_EXPLAINED),
     ]

@@ -46,11 +46,13 @@ _ACTIVATION_COLORS = {
 
 
 def _style(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> tuple[str, str]:
-    """(colour, linestyle) of group i: the activation's colour, one linestyle per init."""
+    """(colour, linestyle) of group i: the activation's colour, one linestyle per init and remedy variant
+    (``relu+redo`` is drawn in ReLU's colour with the next linestyle)."""
     act, init = groups[i][0]["activation"], groups[i][0]["init"]
-    inits = list(dict.fromkeys(g[0]["init"] for g in groups))
-    color = _ACTIVATION_COLORS.get(act, _COLORS[i % len(_COLORS)])
-    return color, _LINESTYLES[inits.index(init) % len(_LINESTYLES)]
+    base, _, remedy = str(act).partition("+")
+    styles = list(dict.fromkeys((g[0]["init"], str(g[0]["activation"]).partition("+")[2]) for g in groups))
+    color = _ACTIVATION_COLORS.get(base, _COLORS[i % len(_COLORS)])
+    return color, _LINESTYLES[styles.index((init, remedy)) % len(_LINESTYLES)]
 
 
 class Plot(NamedTuple):
