@@ -19,16 +19,15 @@ def spiral(
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """The CS231n spiral: ``n_classes`` interleaved arms of ``n_per_class`` 2-D points each.
 
-    Bit-identical to the CS231n generator run after ``np.random.seed(seed)``::
+    Bit-identical to the CS231n generator run after ``np.random.seed(seed)``, which draws ``randn`` from the global
+    stream; here the same draws come from a local ``rs = np.random.RandomState(seed)``, so global state is untouched::
 
         for j in range(K):
             ix = range(N * j, N * (j + 1))
             r = np.linspace(0.0, 1, N)
-            t = np.linspace(j * 4, (j + 1) * 4, N) + np.random.randn(N) * 0.2
+            t = np.linspace(j * 4, (j + 1) * 4, N) + rs.randn(N) * 0.2
             X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
             y[ix] = j
-
-    but without touching the global RNG: the draws come from a local ``np.random.RandomState(seed)``.
 
     Parameters
     ----------
