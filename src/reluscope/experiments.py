@@ -391,7 +391,7 @@ class _GuardedTracker(DeadUnitTracker):
     def record(self, state: TrainState) -> Any:
         try:
             stats = super().record(state)
-        except ValueError:
+        except (ValueError, DivergenceError):  # DeadUnitTracker reports overflowing activations as divergence
             assert self.X is not None
             with np.errstate(all="ignore"):
                 finite = all(np.isfinite(pre).all() for pre in state.net.preactivations(self.X))

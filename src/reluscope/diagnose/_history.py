@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from reluscope.diagnose._scan import _check_batch_size, scan
 from reluscope.diagnose._stats import ActivationStats
-from reluscope.train import Callback, TrainState
+from reluscope.train import Callback, DivergenceError, TrainState
 
 __all__ = ["DeadUnitTracker", "UnitHistory"]
 
@@ -147,7 +147,23 @@ class DeadUnitTracker(Callback):
     def record(self, state: TrainState) -> ActivationStats:
         """Scan now and store the result under ``state.epoch`` (called by the hooks; callable by hand)."""
         X = state.X if self.X is None else self.X
-        stats = scan(state.net, X, self.batch_size)
+        try:
+            stats = scan(state.net, X, self.batch_size)
+        except ValueError:
+            with np.errstate(over="ignore", invalid="ignore"):
+                overflowed = not all(np.isfinite(pre).all() for pre in state.net.preactivations(X))
+            if not overflowed:
+                raise
+            # finite weights whose activations overflow: training diverged, whatever the loss said so far
+            raise DivergenceError(
+                f"training diverged by epoch {state.epoch}: the weights are finite but so large that the hidden "
+                f"activations overflow to inf/NaN with lr={state.optimizer.lr:g}; lower the learning rate "
+                f"(try lr={state.optimizer.lr / 10:g})",
+                epoch=state.epoch,
+                step=state.step,
+                lr=state.optimizer.lr,
+                history=state.history,
+            ) from None
         self.stats = stats
         self.epochs.append(state.epoch)
         self.n_samples = stats.n_samples(stats.names[0])
