@@ -136,6 +136,47 @@ def test_mlp_redo_output_bit_identical_and_state_elementwise(spiral_t, opt_name)
     assert torch.all(model[0].weight[d1].abs() <= bound)
 
 
+@pytest.mark.parametrize(
+    ("make_opt", "key", "fresh"),
+    [
+        (lambda ps: torch.optim.Rprop(ps, lr=0.02), "step_size", lambda p: torch.full_like(p, 0.02)),
+        (lambda ps: torch.optim.Adagrad(ps, lr=0.1, initial_accumulator_value=0.1), "sum",
+         lambda p: torch.full_like(p, 0.1)),
+        (lambda ps: torch.optim.ASGD(ps, lr=0.01, t0=0), "ax", lambda p: p.detach().clone()),
+        (lambda ps: torch.optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True), "grad_avg", torch.zeros_like),
+    ],
+)  # fmt: skip
+def test_state_of_recycled_units_is_what_a_fresh_optimizer_starts_from(spiral_t, make_opt, key, fresh):
+    """Not every optimizer starts from zeros: Rprop's step size starts at lr, Adagrad's sum at its initial value,
+    ASGD's average at the weights themselves."""
+    X, y = spiral_t
+    model = _mlp(width=8)
+    opt = make_opt(model.parameters())
+    _train(model, opt, X, y, 3)
+    with torch.no_grad():
+        model[0].bias[[2]] = -100.0
+    before = {k: v.clone() for k, v in opt.state[model[0].weight].items() if isinstance(v, torch.Tensor)}
+    redo(model, opt, scan(model, [X]), tau=0.0, example=X[:2], seed=1)
+    w = model[0].weight
+    state = opt.state[w][key]
+    assert torch.equal(state[2], fresh(w)[2])  # the recycled unit: reset to a fresh optimizer's value
+    assert torch.equal(state[[0, 1, 3, 4, 5, 6, 7]], before[key][[0, 1, 3, 4, 5, 6, 7]])  # the others: untouched
+
+
+def test_optimizer_with_unknown_state_is_refused_before_anything_changes(spiral_t):
+    X, y = spiral_t
+    model = _mlp(width=8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _train(model, opt, X, y, 2)
+    opt.state[model[0].weight]["my_trace"] = torch.ones_like(model[0].weight)
+    with torch.no_grad():
+        model[0].bias[[2]] = -100.0
+    weights = model[0].weight.detach().clone()
+    with pytest.raises(ValueError, match="state 'my_trace', which redo does not know how to reset"):
+        redo(model, opt, scan(model, [X]), tau=0.0, example=X[:2])
+    assert torch.equal(model[0].weight, weights)
+
+
 @pytest.mark.parametrize("opt_name", ["adam", "momentum"])
 def test_cnn_redo_resets_conv_bn_and_flattened_linear_block(digits_t, opt_name):
     X, y = digits_t

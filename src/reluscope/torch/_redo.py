@@ -1,4 +1,4 @@
-"""ReDo (Sokar et al. 2023) for PyTorch models: recycle dead or dormant units, with any ``torch.optim`` optimizer.
+"""ReDo (Sokar et al. 2023) for PyTorch models: recycle dead or dormant units, with the ``torch.optim`` optimizers.
 
 For every recycled unit ``u`` of a site (a rectifier call found by :func:`reluscope.torch.find_sites`):
 
@@ -8,9 +8,11 @@ For every recycled unit ``u`` of a site (a rectifier call found by :func:`relusc
   ``running_mean[u] = 0``, ``running_var[u] = 1``; a per-unit PReLU slope goes back to its initial value;
 * the consuming layer's weights from ``u`` are zeroed (``Linear.weight[:, u]``; after a flatten, the block of
   ``H*W`` features channel ``u`` became; ``Conv.weight[:, u]``), so the output does not change at the reset;
-* exactly those entries of the optimizer state are zeroed: every state tensor shaped like its parameter
-  (Adam/AdamW ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``; SGD ``momentum_buffer``; RMSprop ``square_avg``
-  ...). ``step`` and every other entry are kept.
+* exactly those entries of the optimizer state are reset to a fresh optimizer's value: moments and momentum
+  buffers to 0 (Adam/AdamW ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``; SGD ``momentum_buffer``; RMSprop
+  ``square_avg`` ...), Rprop's ``step_size`` to the group's ``lr``, Adagrad's ``sum`` to
+  ``initial_accumulator_value``, ASGD's ``ax`` to the new weights. ``step`` and every other entry are kept; an
+  optimizer with an unknown per-parameter entry is refused before anything changes.
 
 How the structure is found
 --------------------------
@@ -418,16 +420,56 @@ def _default_init(weight: Tensor, generator: torch.Generator) -> None:
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
 
 
-def _zero_state(optimizer: torch.optim.Optimizer | None, param: Tensor, index: tuple[Any, ...]) -> None:
-    """Zero ``index`` of every optimizer state tensor shaped like ``param`` (not ``step``)."""
+# What each torch.optim state entry shaped like its parameter is reset to for a recycled unit: the value a fresh
+# optimizer would start from. ``step`` (and other scalar entries) are left alone.
+_STATE_RESET: dict[str, str] = {
+    "exp_avg": "zero",  # Adam, AdamW, NAdam, RAdam, Adamax's m
+    "exp_avg_sq": "zero",
+    "max_exp_avg_sq": "zero",  # amsgrad
+    "exp_inf": "zero",  # Adamax
+    "momentum_buffer": "zero",  # SGD, RMSprop
+    "square_avg": "zero",  # RMSprop, Adadelta
+    "grad_avg": "zero",  # RMSprop(centered)
+    "acc_delta": "zero",  # Adadelta
+    "prev": "zero",  # Rprop's previous gradient
+    "step_size": "lr",  # Rprop: a fresh step size is the group's lr
+    "sum": "initial_accumulator_value",  # Adagrad
+    "ax": "param",  # ASGD's running average of the parameter: restart it at the new value
+}
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer | None) -> None:
+    """Refuse, before anything is changed, an optimizer whose per-parameter state ReDo does not know how to reset."""
+    if optimizer is None:
+        return
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.shape == param.shape and key not in _STATE_RESET:
+                raise ValueError(
+                    f"{type(optimizer).__name__} keeps per-parameter state {key!r}, which redo does not know how to "
+                    f"reset for single units; supported entries: {', '.join(sorted(_STATE_RESET))}"
+                )
+
+
+def _reset_state(optimizer: torch.optim.Optimizer | None, param: Tensor, index: tuple[Any, ...]) -> None:
+    """Reset ``index`` of every optimizer state tensor shaped like ``param`` to a fresh optimizer's value (see
+    ``_STATE_RESET``); ``param`` already holds its new values. ``step`` and other units are left alone."""
     if optimizer is None:
         return
     state = optimizer.state.get(param)
     if not state:
         return
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
     for key, value in state.items():
-        if key != "step" and isinstance(value, Tensor) and value.shape == param.shape:
+        if key == "step" or not isinstance(value, Tensor) or value.shape != param.shape:
+            continue
+        how = _STATE_RESET[key]
+        if how == "zero":
             value[index] = 0
+        elif how == "param":
+            value[index] = param[index].to(value.dtype)
+        else:
+            value[index] = float(group[how])
 
 
 def _as_generator(seed: Any) -> torch.Generator:
@@ -468,7 +510,10 @@ def redo(
     model
         The eager ``nn.Module`` (see the module docstring for the structures handled).
     optimizer
-        Its ``torch.optim`` optimizer (any; ``None`` for none): the state entries of the recycled units are zeroed.
+        Its ``torch.optim`` optimizer (``None`` for none): the state entries of the recycled units are reset to what
+        a fresh optimizer starts from (zero moments and momentum, Rprop's step size to ``lr``, Adagrad's sum to
+        ``initial_accumulator_value``, ASGD's average to the new weights); ``step`` counts are kept. An optimizer
+        with per-parameter state redo does not know is refused before anything changes.
     stats
         Statistics keyed by the adapter's site names: ``reluscope.torch.scan(model, loader)`` or a monitor's
         ``m.stats`` (``tau=0``) / ``m.full_stats`` (``tau > 0`` needs |activation| sums).
@@ -516,6 +561,7 @@ def redo(
             f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}; "
             "for the numpy MLP use reluscope.remedies.redo"
         )
+    check_optimizer_state(optimizer)
     gen = _as_generator(seed)
     fill = _default_init if init is None else init
     plan = _cached_plan(model, example)
@@ -567,19 +613,19 @@ def redo(
             fill(fresh, gen)
             i = idx.to(w.device)
             w[i] = fresh[idx].to(w.device)
-            _zero_state(optimizer, w, (i,))
+            _reset_state(optimizer, w, (i,))
             if prod.bias is not None:
                 prod.bias[i] = 0
-                _zero_state(optimizer, prod.bias, (i,))
+                _reset_state(optimizer, prod.bias, (i,))
             if sp.batch_norm is not None:
                 bn = modules[sp.batch_norm]
                 assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
                 if bn.weight is not None:
                     bn.weight[i] = 1
-                    _zero_state(optimizer, bn.weight, (i,))
+                    _reset_state(optimizer, bn.weight, (i,))
                 if bn.bias is not None:
                     bn.bias[i] = 0
-                    _zero_state(optimizer, bn.bias, (i,))
+                    _reset_state(optimizer, bn.bias, (i,))
                 if bn.running_mean is not None:
                     bn.running_mean[i] = 0
                 if bn.running_var is not None:
@@ -588,7 +634,7 @@ def redo(
                 prelu = modules[sp.prelu]
                 assert isinstance(prelu, nn.PReLU)
                 prelu.weight[i] = prelu.init
-                _zero_state(optimizer, prelu.weight, (i,))
+                _reset_state(optimizer, prelu.weight, (i,))
         # 2) outgoing weights last, so every recycled unit ends with zero outgoing weights
         for sp, idx in selected:
             cons = modules[sp.consumer]
@@ -597,7 +643,7 @@ def redo(
             if sp.block > 1:
                 i = (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
             w[:, i] = 0
-            _zero_state(optimizer, w, (slice(None), i))
+            _reset_state(optimizer, w, (slice(None), i))
     return ReDoReport(units=units, sizes=sizes, tau=tau)
 
 
