@@ -144,3 +144,24 @@ def test_redo_and_death_spikes_are_reported():
     assert [r["epoch"] for r in summary["redo"]] == [40]  # the first half of training only
     res = run("train", "--init", "normal", "--lr", "3", "--epochs", "30")
     assert "death spike at step" in res.stderr
+
+
+def test_linear_classifier_trains_without_a_dead_unit_table(tmp_path):
+    res = run("train", "--hidden", "", "--epochs", "20", "--json", "--out", str(tmp_path / "lin"))
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["dead_fraction"] == {}
+    assert load_model(tmp_path / "lin" / "model.npz").sizes == [2, 3]
+    res = run("train", "--hidden", "", "--epochs", "2", "--track-dead", "1")
+    assert res.exit_code == 2 and "need a hidden layer" in res.stderr
+
+
+def test_out_must_be_a_directory_and_is_checked_before_training(tmp_path):
+    (tmp_path / "file.npz").write_text("x")
+    res = run("train", "--epochs", "1", "--out", str(tmp_path / "file.npz"))
+    assert res.exit_code == 2 and "--out must be a directory" in res.stderr
+
+
+def test_json_on_divergence_still_prints_a_result():
+    res = run("train", "--lr", "1e200", "--epochs", "5", "--json")
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["status"] == "diverged"

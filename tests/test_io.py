@@ -64,3 +64,21 @@ def test_bad_json_is_explained(tmp_path):
     (tmp_path / "x.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         load_json(tmp_path / "x.json")
+
+
+def test_corrupt_member_directory_and_bad_csv_are_one_clear_error(tmp_path):
+    from reluscope.data import load_csv, load_npz
+
+    path = tmp_path / "crc.npz"
+    np.savez(path, X=np.arange(400.0).reshape(200, 2), y=np.zeros(200, dtype=np.int64))
+    raw = bytearray(path.read_bytes())
+    raw[300] ^= 0xFF  # inside X.npy's data: the zip's CRC check fails when X is read
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"array X is corrupt"):
+        load_npz(path)
+    save_model(tmp_path / "run" / "model.npz", MLP([2, 3, 2], seed=0))
+    with pytest.raises(ValueError, match=r"is a directory, expected a model file .* pass e\.g\. .*model\.npz"):
+        load_model(tmp_path / "run")
+    (tmp_path / "bad.csv").write_text("a,label\n" + "1" * 200_000 + ",0\n")
+    with pytest.raises(ValueError, match=r"line \d+ is not valid CSV"):
+        load_csv(tmp_path / "bad.csv")

@@ -27,6 +27,10 @@ def read_npz(path: str | os.PathLike[str], *, what: str, fix: str) -> dict[str, 
     that is not an archive, holds a single .npy array, or holds object arrays (which would need unpickling).
     """
     p = Path(path)
+    if p.is_dir():
+        inside = sorted(q.name for q in p.glob("*.npz"))
+        hint = f"; it holds {', '.join(inside)}: pass e.g. {p / inside[0]}" if inside else ""
+        raise ValueError(f"{p} is a directory, expected a {what} (.npz){hint}")
     if not p.is_file():
         raise FileNotFoundError(f"{what} not found: {p}")
     try:
@@ -43,8 +47,10 @@ def read_npz(path: str | os.PathLike[str], *, what: str, fix: str) -> dict[str, 
         for key in loaded.files:
             try:
                 arrays[key] = loaded[key]
-            except ValueError:  # object arrays refuse to load without pickle
-                raise ValueError(
-                    f"{p}: array {key} is an object array; reluscope never unpickles, save it as numbers ({fix})"
-                ) from None
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                if "pickle" in str(exc):  # object arrays refuse to load without pickle
+                    reason = "is an object array; reluscope never unpickles, save it as numbers"
+                else:
+                    reason = f"is corrupt ({exc})"
+                raise ValueError(f"{p}: array {key} {reason}; write the file again with {fix}") from None
     return arrays

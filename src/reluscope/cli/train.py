@@ -73,7 +73,7 @@ def train(
         float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation (stratified).")
     ] = 0.0,
     standardize: StandardizeOpt = False,
-    seed: Annotated[int, typer.Option(min=0, help="Seed for data, init and shuffling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed for data, init and shuffling.")] = 0,
     dtype: DTypeOpt = DType.float64,
     track_dead: Annotated[
         int,
@@ -168,6 +168,13 @@ def train(
     }
     command = "reluscope " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("reluscope") else None
 
+    if out is not None:  # fail now, not after training
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out must be a directory (run.json and model.npz go in it), got the file {out}")
+        out.mkdir(parents=True, exist_ok=True)
+    has_hidden = bool(net.hidden_names)
+    if not has_hidden and (track_dead or redo):
+        raise ValueError("--track-dead and --redo need a hidden layer; pass --hidden, e.g. --hidden 100")
     out_console = console(quiet=quiet or as_json)
     from reluscope.cli._progress import EpochProgress
 
@@ -178,7 +185,7 @@ def train(
         # recycle during the first half only, so the final table measures trained units, not fresh ones
         callbacks.insert(0, ReDoCallback(X, every=redo, tau=redo_tau, until=max(1, epochs // 2), seed=seed))
     steps_per_epoch = 1 if not batch_size else math.ceil(len(X) / batch_size)
-    if death_spike:
+    if death_spike and has_hidden:
         callbacks.append(DeathSpikeDetector(X, threshold=death_spike, every=steps_per_epoch))
     err_console = console(stderr=True, quiet=quiet)
     status = "finished"
@@ -215,14 +222,16 @@ def train(
                     "history": history.to_dict(),
                 },
             )
+        if as_json:  # tools reading stdout get a result too
+            typer.echo(json.dumps({"status": status, "error": str(exc), "epoch": exc.epoch, "lr": exc.lr}))
         raise
 
-    stats = scan(net, X, batch_size=1024)
+    stats = scan(net, X, batch_size=1024) if has_hidden else None  # a linear classifier has no units to scan
     summary: dict[str, Any] = {
         "status": status,
         "train_accuracy": net.accuracy(X, y),
         "final_loss": history.loss[-1],
-        "dead_fraction": {name: stats.dead_fraction(name) for name in stats.names},
+        "dead_fraction": {} if stats is None else {name: stats.dead_fraction(name) for name in stats.names},
     }
     if X_val is not None and y_val is not None:
         summary["val_accuracy"] = net.accuracy(X_val, y_val)
@@ -242,7 +251,8 @@ def train(
         f"training accuracy [bold]{summary['train_accuracy']:.2%}[/bold]   final loss {summary['final_loss']:.4f}"
         + (f"   validation accuracy [bold]{summary['val_accuracy']:.2%}[/bold]" if "val_accuracy" in summary else "")
     )
-    out_console.print(render_dead_table(stats, title="hidden units over the training set"))
+    if stats is not None:
+        out_console.print(render_dead_table(stats, title="hidden units over the training set"))
     if tracker is not None:
         for name, h in units.items():
             out_console.print(
@@ -254,7 +264,7 @@ def train(
         n_units = sum(r["total"] for r in resets)
         out_console.print(f"ReDo recycled {n_units} units in {len(resets)} resets")
     _print_death_spikes(err_console, summary["death_spikes"])
-    message = dead_layer_message(stats, net.activation.name)
+    message = None if stats is None else dead_layer_message(stats, net.activation.name)
     if message:
         out_console.print(f"[bold red]{message}[/bold red]")
     if out is not None:

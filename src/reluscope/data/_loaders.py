@@ -275,14 +275,17 @@ def load_csv(path: PathLike, label_column: str = "label") -> tuple[NDArray[np.fl
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
-    for cells in reader:
-        if not cells or all(not c.strip() for c in cells):
-            continue
-        if header is None:
-            header = [c.strip() for c in cells]
-        else:
-            rows.append(cells)
-            lines.append(reader.line_num)
+    try:
+        for cells in reader:
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            if header is None:
+                header = [c.strip() for c in cells]
+            else:
+                rows.append(cells)
+                lines.append(reader.line_num)
+    except csv.Error as err:  # e.g. a cell longer than the csv module's field limit, or a stray NUL byte
+        raise ValueError(f"{p}: line {reader.line_num} is not valid CSV ({err}); check the file's format") from None
     if header is None:
         raise ValueError(f"{p} is empty; expected a header row (e.g. x0,x1,{label_column}) and data rows")
     if label_column not in header and all(_is_number(c) for c in header):

@@ -698,7 +698,11 @@ def explain_net(
 
     rows = ("sample", "unit")
     plus_reg = " + reg · {W}" if reg else ""
-    per_sample = ", ".join(f"{-np.log(probs[i, ya[i]]):.4g}" for i in range(N))
+    # −log p[n, y_n] = logsumexp(scores[n]) − scores[n, y_n], from max-shifted scores: finite even where p rounds
+    # to 0 (the + 0.0 turns −0 into 0)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    nll = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(N), ya] + 0.0
+    per_sample = ", ".join(f"{v:.4g}" for v in nll)
     loss_formula = "loss = −(1/N) Σ_n log p[n, y_n]" + ("  +  ½·reg·(ΣW1² + ΣW2²)" if reg else "")
     loss_note = f"per-sample −log p[n, y_n]: {per_sample}"
     if reg:
