@@ -431,7 +431,12 @@ def test_split_shapes_property(n: int, d: int, k: int, frac: float, seed: int, s
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)).astype(np.float32)
     y = rng.integers(0, k, n)
-    Xt, yt, Xv, yv = train_val_split(X, y, frac, seed=seed, stratify=stratify)
+    try:
+        Xt, yt, Xv, yv = train_val_split(X, y, frac, seed=seed, stratify=stratify)
+    except ValueError as exc:  # a positive fraction that rounds to no validation sample at all is refused
+        assert frac > 0 and "puts no sample in the validation set" in str(exc)
+        return
+    assert frac == 0 or len(yv) > 0
     assert Xt.shape[0] + Xv.shape[0] == n and Xt.shape[1:] == Xv.shape[1:] == (d,)
     assert Xt.dtype == Xv.dtype == np.float32 and yt.dtype == yv.dtype == np.int64
     assert len(yt) == len(Xt) >= 1 and len(yv) == len(Xv)

@@ -246,3 +246,11 @@ def test_gradcheck_does_not_fail_a_gradient_that_is_exactly_zero():
     report = check_gradients(net, X, np.array([0, 1]))
     assert report.passed
     assert report.params["W1"].rel_error < 1e-7
+
+
+def test_gradcheck_that_checked_nothing_does_not_pass():
+    from reluscope.nn.gradcheck import GradCheckReport, ParamCheck
+
+    vacuous = GradCheckReport({"b1": ParamCheck("b1", checked=0, kinks=3, rel_error=0.0, max_abs_error=0.0,
+                                                kink_rel_error=0.5)}, tol=1e-7, h=1e-5)  # fmt: skip
+    assert not vacuous.passed

@@ -20,6 +20,15 @@ from reluscope.nn.model import MLP
 __all__ = ["atomic_write", "load_json", "load_model", "load_standardizer", "save_json", "save_model"]
 
 _CONFIG_KEY = "__reluscope_config__"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it, process-wide
 _MEAN_KEY, _STD_KEY = "__standardize_mean__", "__standardize_std__"
 
 
@@ -32,10 +41,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -91,6 +98,8 @@ def load_model(path: str | os.PathLike[str]) -> MLP:
         config = json.loads(str(arrays.pop(_CONFIG_KEY)))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: the stored config is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or "sizes" not in config:
+        raise ValueError(f"{path}: the stored config is not a reluscope MLP config (no 'sizes'); save the model again")
     arrays.pop(_MEAN_KEY, None)
     arrays.pop(_STD_KEY, None)
     return MLP.from_params(config, arrays)
@@ -99,6 +108,11 @@ def load_model(path: str | os.PathLike[str]) -> MLP:
 def load_standardizer(path: str | os.PathLike[str]) -> Standardizer | None:
     """The :class:`~reluscope.data.Standardizer` saved with a model, or None if it was trained on raw features."""
     arrays = _load_arrays(path)
+    if (_MEAN_KEY in arrays) != (_STD_KEY in arrays):
+        raise ValueError(f"{path} holds only half of a standardizer (mean or std); save the model again")
     if _MEAN_KEY not in arrays:
         return None
-    return Standardizer(arrays[_MEAN_KEY], arrays[_STD_KEY])
+    try:
+        return Standardizer(arrays[_MEAN_KEY], arrays[_STD_KEY])
+    except ValueError as exc:
+        raise ValueError(f"{path}: the stored standardizer is invalid ({exc}); save the model again") from None

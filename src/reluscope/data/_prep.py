@@ -70,6 +70,12 @@ def train_val_split(
     is_val[np.concatenate(val_parts)] = True
     train_idx = np.flatnonzero(~is_val)
     val_idx = np.flatnonzero(is_val)
+    if fraction > 0 and val_idx.size == 0:
+        smallest = min(len(idx) for idx in groups)
+        raise ValueError(
+            f"val_fraction={fraction:g} puts no sample in the validation set ({len(labels)} samples, the smallest "
+            f"{'class' if stratify else 'group'} has {smallest}); use more data or val_fraction=0"
+        )
     return X[train_idx], labels[train_idx], X[val_idx], labels[val_idx]
 
 
@@ -100,6 +106,8 @@ class Standardizer:
             )
         if mean.dtype.kind != "f" or std.dtype.kind != "f" or not (np.isfinite(std) & (std > 0)).all():
             raise ValueError("std must be a finite float array > 0; build it with Standardizer.fit(X_train)")
+        if not np.isfinite(mean).all():
+            raise ValueError("mean must be finite (no NaN/inf); build it with Standardizer.fit(X_train)")
 
     @classmethod
     def fit(cls, X: FloatArray) -> Standardizer:
