@@ -417,3 +417,12 @@ def test_tracker_reports_overflowing_activations_as_divergence():
     state = TrainState(net=net, optimizer=SGD(0.5), X=X, y=np.zeros(4, dtype=np.intp), history=History(), epoch=7)
     with pytest.raises(DivergenceError, match=r"by epoch 7: the weights are finite .* lower the learning rate"):
         DeadUnitTracker(every=1).record(state)
+
+
+def test_monte_carlo_interval_is_wilson_so_a_rare_event_is_not_rejected():
+    from reluscope.diagnose import born_dead_monte_carlo, born_dead_probability
+
+    est = born_dead_monte_carlo(1, 8, n_inits=100, seed=0)  # P = 2^-8: almost surely 0 of 100
+    assert est.n_dead == 0 and est.interval[1] > 0
+    assert est.contains(born_dead_probability(1, 8))
+    assert str(born_dead_probability(1, 2000)) == "0.0"  # not -0.0

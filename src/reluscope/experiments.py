@@ -48,7 +48,13 @@ from numpy.typing import NDArray
 
 from reluscope._validate import check_positive
 from reluscope.data import Standardizer, load_dataset, train_val_split
-from reluscope.diagnose import DeadUnitTracker, born_dead_monte_carlo, born_dead_probability, grid_inputs
+from reluscope.diagnose import (
+    DeadUnitTracker,
+    born_dead_monte_carlo,
+    born_dead_probability,
+    grid_inputs,
+    wilson_interval,
+)
 from reluscope.io import atomic_write, load_json, save_json
 from reluscope.nn import MLP, get_activation
 from reluscope.nn.init import check_init
@@ -846,21 +852,6 @@ def load_sweep(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[s
 
 
 # Born dead ---------------------------------------------------------------------------------------------------------
-def wilson_interval(k: int, n: int, z: float = 3.0) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion k/n at ``z`` standard deviations (3 ≈ 99.7%).
-
-    Unlike p ± z·se it has non-zero width at k = 0 and k = n, where most born-dead estimates live.
-    """
-    if n <= 0 or not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
-    p = k / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 @dataclass(frozen=True)
 class BornDeadConfig:
     """The born-dead study: P(born dead) vs depth for each width and init variant.

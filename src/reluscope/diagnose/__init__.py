@@ -11,6 +11,7 @@ from reluscope.diagnose._born_dead import (
     born_dead_monte_carlo,
     born_dead_probability,
     grid_inputs,
+    wilson_interval,
 )
 from reluscope.diagnose._history import DeadUnitTracker, UnitHistory
 from reluscope.diagnose._scan import Progress, dead_units, scan
@@ -27,4 +28,5 @@ __all__ = [
     "dead_units",
     "grid_inputs",
     "scan",
+    "wilson_interval",
 ]

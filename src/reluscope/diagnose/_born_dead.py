@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from reluscope._validate import RNGLike, as_rng, check_finite_array, check_positive
 from reluscope.nn.init import check_init
 
-__all__ = ["BornDeadEstimate", "born_dead_monte_carlo", "born_dead_probability", "grid_inputs"]
+__all__ = ["BornDeadEstimate", "born_dead_monte_carlo", "born_dead_probability", "grid_inputs", "wilson_interval"]
 
 # elements of one (inits, inputs, width) activation block processed at a time
 _BLOCK_ELEMENTS = 1 << 22
@@ -71,15 +71,31 @@ def born_dead_probability(depth: int, width: int | Sequence[int]) -> float:
     widths = _widths(depth, width)
     # log1p/expm1 keep precision when 2^-N is tiny (wide layers)
     log_alive = sum(math.log1p(-math.ldexp(1.0, -n)) for n in widths)
-    return -math.expm1(log_alive)
+    return -math.expm1(log_alive) + 0.0  # + 0.0: never -0.0
+
+
+def wilson_interval(k: int, n: int, z: float = 3.0) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n at ``z`` standard deviations (3 ≈ 99.7%).
+
+    Unlike p ± z·se it has non-zero width at k = 0 and k = n, where most born-dead estimates live.
+    """
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    p = k / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
 class BornDeadEstimate:
     """Monte Carlo estimate of the probability of being born dead.
 
-    ``p_hat`` = n_dead / n; ``stderr`` = sqrt(p_hat (1 - p_hat) / n); ``interval`` = p_hat ± 3 stderr clipped to
-    [0, 1]. ``first_dead_layer[l]`` counts the inits whose first all-zero layer is hidden layer l + 1.
+    ``p_hat`` = n_dead / n; ``stderr`` = sqrt(p_hat (1 - p_hat) / n); ``interval`` is the 3-sigma Wilson score
+    interval (:func:`wilson_interval`), which unlike p_hat ± 3 stderr keeps a non-zero width at p_hat = 0 or 1.
+    ``first_dead_layer[l]`` counts the inits whose first all-zero layer is hidden layer l + 1.
     ``closed_form`` is :func:`born_dead_probability` (exact only for one input, zero bias).
     """
 
@@ -213,7 +229,7 @@ def born_dead_monte_carlo(
         n_dead=n_dead,
         p_hat=p_hat,
         stderr=se,
-        interval=(max(0.0, p_hat - 3 * se), min(1.0, p_hat + 3 * se)),
+        interval=wilson_interval(n_dead, n, 3.0),
         first_dead_layer=np.bincount(first[first >= 0], minlength=len(widths)).tolist(),
         closed_form=born_dead_probability(len(widths), widths),
     )
