@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reluscope.data import spiral
-from reluscope.diagnose import scan
+from reluscope.diagnose import scan, wilson_interval
 from reluscope.experiments import (
     TABLE_COLUMNS,
     BornDeadConfig,
@@ -29,7 +29,6 @@ from reluscope.experiments import (
     summarize_sweep,
     sweep_command,
     sweep_table,
-    wilson_interval,
 )
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
@@ -390,19 +389,7 @@ def test_born_dead_config_errors(kwargs, message):
     assert message in str(info.value)
 
 
-# Command line (a throwaway app around the command functions; the project app registers them the same way) --------
-def _app():
-    import typer
-
-    from reluscope.cli.born_dead import born_dead
-    from reluscope.cli.sweep import sweep
-
-    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
-    app.command("sweep")(sweep)
-    app.command("born-dead")(born_dead)
-    return app
-
-
+# Command line ---------------------------------------------------------------------------------------------------
 TINY_ARGS = ["--n-per-class", "12", "--hidden", "6", "--lrs", "0.5,50", "--seeds", "0,1", "--epochs", "12"]
 TINY_ARGS += ["--track-every", "4", "--jobs", "1"]
 
@@ -410,7 +397,9 @@ TINY_ARGS += ["--track-every", "4", "--jobs", "1"]
 def invoke(*args: str):
     from typer.testing import CliRunner
 
-    return CliRunner().invoke(_app(), list(args))
+    from reluscope.cli import app
+
+    return CliRunner().invoke(app, list(args))
 
 
 def test_cli_sweep_json_figures_and_resume(tmp_path):
@@ -516,3 +505,27 @@ def test_cli_born_dead_errors(tmp_path, args, message):
     res = invoke("born-dead", "--out", str(tmp_path), *args)
     assert res.exit_code == 2, res.output
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_recorded_commands_reproduce_the_exact_config():
+    """A command printed in a report must rerun the same cells: floats are written exactly, not to 6 digits."""
+    import shlex
+
+    cfg = SweepConfig(lrs=(0.31622776601683794, 3.0), seeds=(0,), reg=1.2345678e-4)
+    words = shlex.split(sweep_command(cfg, "out"))
+    assert words[words.index("--lrs") + 1] == "0.31622776601683794,3.0"
+    assert float(words[words.index("--reg") + 1]) == 1.2345678e-4
+    res = invoke("sweep", *words[2:-2], "--epochs", "1", "--out", "out-unused", "--help")
+    assert res.exit_code == 0  # every option the command uses exists
+
+
+def test_train_command_in_a_report_keeps_every_recorded_option(tmp_path):
+    from reluscope.io import load_json
+    from reluscope.report.build import _train_command
+
+    args = ["--n-per-class", "40", "--n-classes", "4", "--lr", "0.31622776", "--epochs", "3", "--redo", "2"]
+    res = invoke("train", *args, "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output
+    cmd = _train_command(load_json(tmp_path / "run.json")["config"], tmp_path)
+    for part in ("--n-per-class 40", "--n-classes 4", "--lr 0.31622776", "--redo 2", "--epochs 3"):
+        assert part in cmd

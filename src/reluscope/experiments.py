@@ -79,6 +79,7 @@ __all__ = [
     "born_dead_study",
     "cell_key",
     "dead_over_training",
+    "format_number",
     "load_sweep",
     "load_sweep_data",
     "no_gradient_units",
@@ -90,7 +91,6 @@ __all__ = [
     "summarize_sweep",
     "sweep_command",
     "sweep_table",
-    "wilson_interval",
     "write_born_dead",
 ]
 
@@ -1000,8 +1000,13 @@ def write_born_dead(
 
 
 # Commands that reproduce a result ----------------------------------------------------------------------------------
+def format_number(v: Any) -> str:
+    """A command-line number that parses back to exactly ``v`` (repr of a float, not a 6-digit ``:g``)."""
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
 def _join(values: Iterable[Any]) -> str:
-    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    return ",".join(format_number(v) for v in values)
 
 
 def sweep_command(config: SweepConfig, out: str | os.PathLike[str]) -> str:
@@ -1020,7 +1025,7 @@ def sweep_command(config: SweepConfig, out: str | os.PathLike[str]) -> str:
         "--data-seed",
         str(c.data_seed),
         "--val-fraction",
-        f"{c.val_fraction:g}",
+        format_number(c.val_fraction),
         "--hidden",
         _join(c.hidden),
         "--lrs",
@@ -1032,15 +1037,15 @@ def sweep_command(config: SweepConfig, out: str | os.PathLike[str]) -> str:
         "--seeds",
         _join(c.seeds),
         "--init-std",
-        f"{c.init_std:g}",
+        format_number(c.init_std),
         "--bias-init",
-        f"{c.bias_init:g}",
+        format_number(c.bias_init),
         "--slope",
-        f"{c.slope:g}",
+        format_number(c.slope),
         "--optimizer",
         c.optimizer,
         "--reg",
-        f"{c.reg:g}",
+        format_number(c.reg),
         "--epochs",
         str(c.epochs),
         "--batch-size",
@@ -1051,7 +1056,14 @@ def sweep_command(config: SweepConfig, out: str | os.PathLike[str]) -> str:
         c.dtype,
     ]
     if c.remedies != ("none",):
-        args += ["--remedies", _join(c.remedies), "--redo-every", str(c.redo_every), "--redo-tau", f"{c.redo_tau:g}"]
+        args += [
+            "--remedies",
+            _join(c.remedies),
+            "--redo-every",
+            str(c.redo_every),
+            "--redo-tau",
+            format_number(c.redo_tau),
+        ]
     if c.standardize:
         args.append("--standardize")
     args += ["--out", str(out)]
@@ -1073,7 +1085,7 @@ def born_dead_command(config: BornDeadConfig, out: str | os.PathLike[str]) -> st
         "--inits",
         _join(c.inits),
         "--bias",
-        f"{c.bias:g}",
+        format_number(c.bias),
         "--n-inits",
         str(c.n_inits),
         "--inputs",
@@ -1081,7 +1093,7 @@ def born_dead_command(config: BornDeadConfig, out: str | os.PathLike[str]) -> st
         "--grid-size",
         str(c.grid_size),
         "--z",
-        f"{c.z:g}",
+        format_number(c.z),
         "--seed",
         str(c.seed),
         "--out",

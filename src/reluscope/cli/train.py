@@ -165,6 +165,7 @@ def train(
         "net": net.config(),
         "redo": {"every": redo, "tau": redo_tau},
         "death_spike": death_spike,
+        "track_dead": track_dead,
     }
     command = "reluscope " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("reluscope") else None
 

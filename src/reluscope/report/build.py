@@ -327,6 +327,9 @@ def _born_dead_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
 
 # Train -------------------------------------------------------------------------------------------------------------
 def _train_command(config: Mapping[str, Any], run_dir: Path) -> str:
+    """The `reluscope train` command that reruns a run from its recorded config (floats written exactly)."""
+    from reluscope.experiments import format_number
+
     net = config.get("net", {})
     args = ["reluscope", "train", "--data", str(config.get("data", "spiral"))]
     hidden = config.get("hidden", net.get("sizes", [0, 0])[1:-1])
@@ -337,6 +340,10 @@ def _train_command(config: Mapping[str, Any], run_dir: Path) -> str:
         ("--init", "init", net),
         ("--init-std", "init_std", net),
         ("--bias-init", "bias_init", net),
+        ("--labels", "labels", config),
+        ("--label-column", "label_column", config),
+        ("--n-per-class", "n_per_class", config),
+        ("--n-classes", "n_classes", config),
         ("--optimizer", "optimizer", config),
         ("--lr", "lr", config),
         ("--reg", "reg", config),
@@ -345,10 +352,14 @@ def _train_command(config: Mapping[str, Any], run_dir: Path) -> str:
         ("--val-fraction", "val_fraction", config),
         ("--seed", "seed", config),
         ("--dtype", "dtype", net),
+        ("--track-dead", "track_dead", config),
+        ("--death-spike", "death_spike", config),
     ):
         if key in src and src[key] is not None:
-            v = src[key]
-            args += [flag, f"{v:g}" if isinstance(v, float) else str(v)]
+            args += [flag, format_number(src[key])]
+    redo = config.get("redo") or {}
+    if redo.get("every"):
+        args += ["--redo", format_number(redo["every"]), "--redo-tau", format_number(redo.get("tau", 0.0))]
     if config.get("standardize"):
         args.append("--standardize")
     args += ["--out", str(run_dir)]
