@@ -3,8 +3,9 @@
 Run: ``python benchmarks/bench_engine.py [--json PATH] [--quick] [--reps 40] [--threads N] [--no-torch]
 [--shape mnist-wide] [--dtype float32]``
 
-For each shape (B, D, hidden, C) and dtype, three sides are timed in one run, interleaved step by step (the order
-rotates every repetition, so slow spells of a shared machine hit every side alike), and medians are taken:
+For each shape (B, D, hidden, C) and dtype, three sides are timed in one run, interleaved in short groups of
+steps (the order rotates every repetition, so slow spells of a shared machine hit every side alike; see below why
+groups rather than single steps), and medians are taken:
 
 - **reluscope**: one full training step as :func:`reluscope.train.fit` takes it: ``net.loss_and_scores(X, y,
   validate=False)`` (forward, softmax cross-entropy, backward) then ``SGD.step`` (the update, in place);

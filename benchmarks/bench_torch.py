@@ -33,6 +33,13 @@ from torch import nn
 from reluscope.torch import monitor, scan
 
 
+def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
+    """Build a model whose default init comes from a seeded stream, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
@@ -149,21 +156,22 @@ def main() -> None:
         args.steps, args.scan_rounds = 4, 2
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     sizes = [1024, 784, 1024, 10]
     x = torch.randn(args.mlp_batch, sizes[0], generator=g)
     y = torch.randint(0, 10, (args.mlp_batch,), generator=g)
-    bench_monitor(f"MLP {sizes}, batch {args.mlp_batch}", mlp(sizes), x, y, args.steps)
+    bench_monitor(f"MLP {sizes}, batch {args.mlp_batch}", seeded(lambda: mlp(sizes)), x, y, args.steps)
     xc = torch.randn(64, 3, 32, 32, generator=g)
     yc = torch.randint(0, 10, (64,), generator=g)
-    bench_monitor("CNN conv32-conv64 on 3x32x32, batch 64", cnn(), xc, yc, args.steps)
+    bench_monitor("CNN conv32-conv64 on 3x32x32, batch 64", seeded(cnn), xc, yc, args.steps)
 
     data = torch.randn(8192, sizes[0], generator=g)
-    bench_scan(f"scan MLP {sizes}", mlp(sizes), list(data.split(512)), args.scan_rounds, positions=False)
+    bench_scan(
+        f"scan MLP {sizes}", seeded(lambda: mlp(sizes)), list(data.split(512)), args.scan_rounds, positions=False
+    )
     images = torch.randn(1024, 3, 32, 32, generator=g)
-    bench_scan("scan CNN", cnn(), list(images.split(128)), args.scan_rounds, positions=True)
+    bench_scan("scan CNN", seeded(cnn), list(images.split(128)), args.scan_rounds, positions=True)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,10 @@ def friendly_errors(fn: F) -> F:
         except DivergenceError as exc:
             raise fail(str(exc), code=1) from None
         except (ValueError, TypeError, OSError, KeyError) as exc:
-            msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
+            msg = str(exc)
+            if isinstance(exc, KeyError):  # a bare key (e.g. from a malformed file) or a sentence of our own
+                arg = exc.args[0] if exc.args else ""
+                msg = arg if isinstance(arg, str) and " " in arg else f"missing key {exc}"
             if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
                 msg = f"{exc.strerror}: {exc.filename}"
             raise fail(msg) from None

@@ -481,9 +481,13 @@ def _as_generator(seed: Any) -> torch.Generator:
 
 
 def _cached_plan(model: nn.Module, example: Any) -> ReDoPlan:
+    """The model's structure map: the cached one while the model's parameters are unchanged, else mapped anew from
+    ``example`` (two forward passes)."""
+    plan = _PLANS.get(model)
+    if plan is not None and plan.signature == _signature(model):
+        return plan
     if example is not None:
         return redo_plan(model, example)
-    plan = _PLANS.get(model)
     if plan is None or plan.signature != _signature(model):
         raise ValueError(
             "redo needs one example input the first time it sees a model (or after its parameters changed), to map "

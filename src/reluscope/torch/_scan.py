@@ -178,6 +178,11 @@ def scan_with_sites(
     per_position = check_flag(per_position, "per_position")
     channels_last = check_flag(channels_last, "channels_last")
     if isinstance(model, torch.jit.ScriptModule):
+        if call is not None:
+            raise TypeError(
+                "call= is not supported for TorchScript models (their forward runs in C++ with one tensor input); "
+                "scan the eager nn.Module instead, or pass batches the scripted forward accepts"
+            )
         from reluscope.torch._script import scan_script
 
         return scan_script(
