@@ -150,8 +150,12 @@ class DeadUnitTracker(Callback):
         try:
             stats = scan(state.net, X, self.batch_size)
         except ValueError:
-            with np.errstate(over="ignore", invalid="ignore"):
-                overflowed = not all(np.isfinite(pre).all() for pre in state.net.preactivations(X))
+            with np.errstate(over="ignore", invalid="ignore"):  # batch by batch: O(batch x units) memory
+                overflowed = not all(
+                    np.isfinite(pre).all()
+                    for start in range(0, len(X), self.batch_size)
+                    for pre in state.net.preactivations(X[start : start + self.batch_size])
+                )
             if not overflowed:
                 raise
             # finite weights whose activations overflow: training diverged, whatever the loss said so far
