@@ -93,8 +93,8 @@ def _all_finite(params: dict[str, Array]) -> bool:
 def _divergence_message(epoch: int, step: int, lr: float) -> str:
     return (
         f"training diverged at epoch {epoch}, step {step}: the loss or the weights became NaN/inf with lr={lr:g}; "
-        f"lower the learning rate (try lr={lr / 10:g}) or add --reg. The network was restored to its last finite "
-        f"weights (end of epoch {epoch - 1})."
+        f"lower the learning rate (try lr={lr / 10:g}) or add L2 regularisation (reg). The network was restored "
+        f"to its last finite weights (end of epoch {epoch - 1})."
     )
 
 

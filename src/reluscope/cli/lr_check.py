@@ -110,7 +110,9 @@ def lr_check(
     n_per_class: PerClassOpt = 100,
     n_classes: ClassesOpt = 3,
     hidden: HiddenOpt = "100",
-    activation: Annotated[str, typer.Option("--activation", "-a", help="relu, leaky, prelu or elu.")] = "relu",
+    activation: Annotated[
+        str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")
+    ] = "relu",
     init: Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")] = "he",
     init_std: InitStdOpt = 0.01,
     bias_init: BiasInitOpt = 0.0,

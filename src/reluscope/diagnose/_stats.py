@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -416,9 +417,9 @@ class ActivationStats:
             return np.zeros_like(mean_abs)
         return mean_abs / layer_mean
 
-    def dormant_mask(self, name: str, tau: float = 0.1) -> NDArray[np.bool_]:
+    def dormant_mask(self, name: str, tau: Any = 0.1) -> NDArray[np.bool_]:
         """(units,) bool: τ-dormant units, score <= tau (tau=0 is "never active": dead for ReLU)."""
-        if not (isinstance(tau, int | float) and math.isfinite(tau) and tau >= 0):
+        if not (isinstance(tau, numbers.Real) and not isinstance(tau, bool) and math.isfinite(tau) and tau >= 0):
             raise ValueError(f"tau must be a finite number >= 0, got {tau!r}; Sokar et al. use 0.0 to 0.1")
         return self.dormant_scores(name) <= tau
 
@@ -474,15 +475,18 @@ class ActivationStats:
             rows.extend((float(freq[u]), float(max_pre[u]), li, int(u)) for u in order)
         rows.sort()
         out = []
+        scores: dict[str, NDArray[np.float64]] = {}  # one dormant-score pass per layer, not per row
         for freq_u, max_u, li, u in rows[:k]:
             name = names[li]
+            if name not in scores:
+                scores[name] = self.dormant_scores(name)
             out.append(
                 {
                     "layer": name,
                     "unit": u,
                     "fire_rate": freq_u,
                     "max_pre": max_u if math.isfinite(max_u) else None,
-                    "dormant_score": float(self.dormant_scores(name)[u]),
+                    "dormant_score": float(scores[name][u]),
                 }
             )
         return out
