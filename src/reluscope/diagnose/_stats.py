@@ -421,7 +421,7 @@ class ActivationStats:
         """(units,) bool: τ-dormant units, score <= tau (tau=0 is "never active": dead for ReLU)."""
         if not (isinstance(tau, numbers.Real) and not isinstance(tau, bool) and math.isfinite(tau) and tau >= 0):
             raise ValueError(f"tau must be a finite number >= 0, got {tau!r}; Sokar et al. use 0.0 to 0.1")
-        return self.dormant_scores(name) <= tau
+        return self.dormant_scores(name) <= float(tau)
 
     def nearly_dead(self, name: str, threshold: float = 0.01) -> NDArray[np.bool_]:
         """(units,) bool: units that fired, but on fewer than ``threshold`` of the samples."""
