@@ -419,7 +419,8 @@ class ActivationStats:
 
     def dormant_mask(self, name: str, tau: Any = 0.1) -> NDArray[np.bool_]:
         """(units,) bool: τ-dormant units, score <= tau (tau=0 is "never active": dead for ReLU)."""
-        if not (isinstance(tau, numbers.Real) and not isinstance(tau, bool) and math.isfinite(tau) and tau >= 0):
+        bad = isinstance(tau, bool) or not isinstance(tau, numbers.Real)
+        if bad or not (math.isfinite(float(tau)) and float(tau) >= 0):
             raise ValueError(f"tau must be a finite number >= 0, got {tau!r}; Sokar et al. use 0.0 to 0.1")
         return self.dormant_scores(name) <= float(tau)
 
