@@ -59,7 +59,7 @@ from reluscope.io import atomic_write, load_json, save_json
 from reluscope.nn import MLP, get_activation
 from reluscope.nn.init import check_init
 from reluscope.nn.optim import get_optimizer
-from reluscope.remedies import ReDoCallback
+from reluscope.remedies import ReDoCallback, dead_by_gradient
 from reluscope.train import DivergenceError, TrainState, fit
 
 __all__ = [
@@ -358,25 +358,9 @@ def load_sweep_data(config: SweepConfig) -> SweepData:
 
 
 # One cell ---------------------------------------------------------------------------------------------------------
-def no_gradient_units(net: MLP, X: NDArray[Any], batch_size: int = 1024) -> dict[str, NDArray[np.bool_]]:
-    """Per hidden layer, (units,) bool: True where the activation's local derivative is 0 on every row of X.
-
-    The derivative is measured with the activation's own backward pass (``backward(ones, cache)``), so this is
-    exact for every activation: for ReLU it equals the dead mask (never fired), for leaky ReLU with slope > 0,
-    ELU, sigmoid and tanh it is all False unless the derivative underflows. Such a unit's incoming weights get no
-    gradient from any sample: it is stuck, whatever the learning rate.
-    """
-    X = net.check_input(X)
-    bs = _check_int(batch_size, "batch_size", 1)
-    counts: list[NDArray[np.int64]] = [np.zeros(h, dtype=np.int64) for h in net.sizes[1:-1]]
-    if not counts:
-        raise ValueError(f"MLP{net.sizes} has no hidden layer, so there are no units to diagnose")
-    for start in range(0, X.shape[0], bs):
-        for layer, (pre, _) in enumerate(net.hidden_outputs(X[start : start + bs]), start=1):
-            _, cache = net.activation.forward(pre, net.params.get(f"a{layer}"))
-            deriv, _ = net.activation.backward(np.ones_like(pre), cache)
-            counts[layer - 1] += np.count_nonzero(deriv, axis=0)
-    return {name: c == 0 for name, c in zip(net.hidden_names, counts, strict=True)}
+# Units that receive no gradient on any sample ("stuck"): the remedies module's measurement, under the name the
+# sweep's tables use.
+no_gradient_units = dead_by_gradient
 
 
 def _finite_or_none(value: float) -> float | None:
