@@ -122,6 +122,9 @@ def parse_hidden(text: str) -> list[int]:
 HiddenOpt = Annotated[
     str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated (e.g. 64,64); '' = linear.")
 ]
+ActivationOpt = Annotated[str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")]
+InitOpt = Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")]
+SeedOpt = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed for data, init and shuffling.")]
 SlopeOpt = Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")]
 InitStdOpt = Annotated[float, typer.Option(help="Standard deviation for --init normal (CS231n: 0.01).")]
 BiasInitOpt = Annotated[float, typer.Option(help="Initial value of every bias (> 0 fights born-dead units).")]

@@ -9,17 +9,20 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from reluscope.cli._common import (
+    ActivationOpt,
     BatchSizeOpt,
     BiasInitOpt,
     ClassesOpt,
     DataOpt,
     HiddenOpt,
+    InitOpt,
     InitStdOpt,
     LabelColumnOpt,
     LabelsOpt,
     OptimizerOpt,
     PerClassOpt,
     RegOpt,
+    SeedOpt,
     StandardizeOpt,
     console,
     friendly_errors,
@@ -110,10 +113,8 @@ def lr_check(
     n_per_class: PerClassOpt = 100,
     n_classes: ClassesOpt = 3,
     hidden: HiddenOpt = "100",
-    activation: Annotated[
-        str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")
-    ] = "relu",
-    init: Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")] = "he",
+    activation: ActivationOpt = "relu",
+    init: InitOpt = "he",
     init_std: InitStdOpt = 0.01,
     bias_init: BiasInitOpt = 0.0,
     optimizer: OptimizerOpt = "sgd",
@@ -130,7 +131,7 @@ def lr_check(
         float, typer.Option(help="Largest acceptable fraction of hidden units dead at the end of a trial.")
     ] = 0.1,
     standardize: StandardizeOpt = False,
-    seed: Annotated[int, typer.Option(min=0, help="Seed for data, init and shuffling.")] = 0,
+    seed: SeedOpt = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only the recommendation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON on stdout.")] = False,
 ) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from reluscope.cli._common import (
+    ActivationOpt,
     BatchSizeOpt,
     BiasInitOpt,
     ClassesOpt,
@@ -19,12 +20,14 @@ from reluscope.cli._common import (
     DType,
     DTypeOpt,
     HiddenOpt,
+    InitOpt,
     InitStdOpt,
     LabelColumnOpt,
     LabelsOpt,
     OptimizerOpt,
     PerClassOpt,
     RegOpt,
+    SeedOpt,
     SlopeOpt,
     StandardizeOpt,
     console,
@@ -57,11 +60,9 @@ def train(
     n_per_class: PerClassOpt = 100,
     n_classes: ClassesOpt = 3,
     hidden: HiddenOpt = "100",
-    activation: Annotated[
-        str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")
-    ] = "relu",
+    activation: ActivationOpt = "relu",
     slope: SlopeOpt = 0.01,
-    init: Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")] = "he",
+    init: InitOpt = "he",
     init_std: InitStdOpt = 0.01,
     bias_init: BiasInitOpt = 0.0,
     optimizer: OptimizerOpt = "sgd",
@@ -73,7 +74,7 @@ def train(
         float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation (stratified).")
     ] = 0.0,
     standardize: StandardizeOpt = False,
-    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed for data, init and shuffling.")] = 0,
+    seed: SeedOpt = 0,
     dtype: DTypeOpt = DType.float64,
     track_dead: Annotated[
         int,
