@@ -202,7 +202,9 @@ def test_redo_is_a_sweep_dimension():
     plain = np.mean([r["dead_fraction"] for r in rows[:2]])
     redo = np.mean([r["dead_fraction"] for r in rows[2:]])
     assert all(r["recycled"] > 0 for r in results[2:]) and all(r["recycled"] == 0 for r in results[:2])
-    assert plain > 0.2 and redo < plain
+    # measured on seeds 0-11 (OpenBLAS SkylakeX): no remedy 0.09-0.48 dead, ReDo 0.00-0.05, lower on every seed;
+    # at lr 3 one ulp changes which units die, so only claims with that margin hold on every CPU
+    assert plain > 0.05 and redo < plain
     assert "--remedies none,redo --redo-every 50" in sweep_command(cfg, "out")
     with pytest.raises(ValueError, match="unknown remedy 'leaky'"):
         SweepConfig(**base, remedies=("leaky",))

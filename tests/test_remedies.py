@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from _rounding import assert_dead_masks_within_rounding, rounding_bounds
 from reluscope.data import spiral
 from reluscope.diagnose import ActivationStats, scan
 from reluscope.nn import MLP, SGD, Adam
@@ -264,8 +265,13 @@ def test_dead_by_gradient_relu_equals_firing_and_leaky_has_none(data):
     net.params["b2"][4] = -50.0
     stats = scan(net, X)
     by_grad = dead_by_gradient(net, X, batch_size=7)
-    for name in stats.names:
-        assert np.array_equal(by_grad[name], stats.dead_mask(name))
+    # batches of 7, the scan's batches and one big forward are different BLAS calls: each equals brute force up to
+    # rounding (tests/_rounding.py), and the forced-dead units exactly
+    assert list(by_grad) == stats.names
+    for name, pre, bound in zip(stats.names, net.preactivations(X), rounding_bounds(net, X), strict=True):
+        assert_dead_masks_within_rounding(by_grad[name], pre, bound)
+        assert_dead_masks_within_rounding(stats.dead_mask(name), pre, bound)
+    assert by_grad["hidden1"][[1, 2]].all() and by_grad["hidden2"][4]
     leaky = leaky_swap(net)
     leaky_stats = scan(leaky, X)
     assert leaky_stats.dead_mask("hidden1")[[1, 2]].all()  # never fires ...
@@ -347,15 +353,18 @@ def test_death_spike_detector_flags_the_killing_update(data):
 
 
 # The comparison --------------------------------------------------------------------------------------------------
-def test_compare_remedies_redo_lowers_dead_fraction_without_losing_accuracy():
-    """CS231n net, 0.01·randn init, reg 1e-3, full batch, step 3.0 (kills ~30% of units by step 400), 6 seeds,
-    ReDo every 50 steps up to step 200. One run's final accuracy at this step size varies by ±0.15 between seeds,
-    so "not lower" allows 0.05 of seed noise on the mean (the full 2000-step, 10-seed comparison is in the docs)."""
+def test_compare_remedies_redo_lowers_dead_fraction():
+    """CS231n net, 0.01·randn init, reg 1e-3, full batch, step 3.0, 6 seeds, ReDo every 50 steps up to step 200.
+
+    Margins come from a 20-seed measurement of this very configuration (seeds 0-19, OpenBLAS SkylakeX, AMD EPYC):
+    no remedy leaves 0.25 ± 0.12 (mean ± sd per seed) of the units dead; ReDo lowers that on every seed, by 0.23 ±
+    0.13 (paired), so the 6-seed mean difference has sd ≈ 0.05 and "lower by more than 0.05" sits 3.6 sd from it.
+    Accuracy is NOT claimed here: ReDo's paired accuracy change was -0.04 ± 0.12, not distinguishable from zero,
+    and a 6-seed mean would test the CPU's rounding, not reluscope (the ≥ 20-seed interval is in docs/remedies.md)."""
     result = compare_remedies(seeds=range(6), epochs=400, redo_every=50, redo_until=200)
     s = result.summary
-    assert s["none"]["n_runs"] == 6 and s["none"]["dead_fraction_mean"] > 0.25
-    assert s["redo"]["dead_fraction_mean"] < 0.5 * s["none"]["dead_fraction_mean"]
-    assert s["redo"]["train_accuracy_mean"] > s["none"]["train_accuracy_mean"] - 0.05
+    assert s["none"]["n_runs"] == 6 and s["none"]["dead_fraction_mean"] > 0.08  # 0.25 - 3.4 sd of a 6-seed mean
+    assert s["redo"]["dead_fraction_mean"] < s["none"]["dead_fraction_mean"] - 0.05
     assert s["redo"]["recycled_mean"] > 0
     assert s["leaky"]["dead_by_gradient_fraction_mean"] == 0.0
     assert s["none"]["dead_by_gradient_fraction_mean"] == s["none"]["dead_fraction_mean"]

@@ -381,13 +381,29 @@ def _dead_after_training(make, X, y, opt_name, lr, *, redo_on, seed, steps, ever
     return sum(int(stats.dead_mask(n).sum()) for n in stats.names) / total, accuracy
 
 
+# Margins from a 12-seed measurement of each configuration (seeds 0-11, paired with and without ReDo, AMD EPYC,
+# torch 2.13 CPU, one thread): dead fraction without ReDo, mean (min); drop with ReDo, mean ± sd per seed (min).
+#   mlp adam 0.05:     0.40 (0.27);  0.20 ± 0.03 (0.14)
+#   mlp momentum 0.5:  0.78 (0.69);  0.39 ± 0.14 (0.13)
+#   cnn adam 0.2:      0.58 (0.38);  0.15 ± 0.09 (0.00)  -> 6 seeds: the mean drop is 4 sd of a 6-seed mean above 0
+#   cnn momentum 0.3:  0.46 (0.31);  0.29 ± 0.09 (0.13)
+# Each asserted drop is at least 3.5 sd (of the n-seed mean) below the measured mean, so another CPU's rounding,
+# which changes which units die at these step sizes, cannot flip the claim. Accuracy is not claimed: its paired
+# change was +0.01 ± 0.02, +0.14 ± 0.15, +0.30 ± 0.39 and +0.11 ± 0.25, too noisy for a handful of seeds.
 @pytest.mark.parametrize(
-    ("kind", "opt_name", "lr"),
-    [("mlp", "adam", 0.05), ("mlp", "momentum", 0.5), ("cnn", "adam", 0.2), ("cnn", "momentum", 0.3)],
+    ("kind", "opt_name", "lr", "n_seeds", "dead_without_above", "drop_above"),
+    [
+        ("mlp", "adam", 0.05, 3, 0.25, 0.1),
+        ("mlp", "momentum", 0.5, 3, 0.5, 0.05),
+        ("cnn", "adam", 0.2, 6, 0.35, 0.0),
+        ("cnn", "momentum", 0.3, 3, 0.3, 0.05),
+    ],
 )
-def test_training_with_redo_ends_with_fewer_dead_units(spiral_t, digits_t, kind, opt_name, lr):
-    """Step sizes that kill 40-75% of the units (2-64-64-3 MLP on the spiral, 300 steps; conv-BN-ReLU x2 CNN on
-    digits, 200 steps). ReDo every 25/20 steps, stopping 50/40 steps before the end; 3 seeds."""
+def test_training_with_redo_ends_with_fewer_dead_units(
+    spiral_t, digits_t, kind, opt_name, lr, n_seeds, dead_without_above, drop_above
+):
+    """Step sizes that kill 40-78% of the units (2-64-64-3 MLP on the spiral, 300 steps; conv-BN-ReLU x2 CNN on
+    digits, 200 steps). ReDo every 25/20 steps, stopping 50/40 steps before the end."""
     if kind == "mlp":
         X, y = spiral_t
         make, kw = (lambda s: _mlp(s, 64)), {"steps": 300, "every": 25, "until": 250}
@@ -395,14 +411,13 @@ def test_training_with_redo_ends_with_fewer_dead_units(spiral_t, digits_t, kind,
         X, y = digits_t
         make, kw = _cnn, {"steps": 200, "every": 20, "until": 160}
 
-    def mean(redo_on):
-        runs = [_dead_after_training(make, X, y, opt_name, lr, redo_on=redo_on, seed=s, **kw) for s in range(3)]
-        return sum(r[0] for r in runs) / 3, sum(r[1] for r in runs) / 3
+    def mean_dead(redo_on):
+        runs = [_dead_after_training(make, X, y, opt_name, lr, redo_on=redo_on, seed=s, **kw) for s in range(n_seeds)]
+        return sum(r[0] for r in runs) / n_seeds
 
-    (dead_without, acc_without), (dead_with, acc_with) = mean(False), mean(True)
-    assert dead_without > 0.35
-    assert dead_with < dead_without - 0.1
-    assert acc_with > acc_without - 0.02  # and accuracy is not lost (up to seed noise)
+    dead_without, dead_with = mean_dead(False), mean_dead(True)
+    assert dead_without > dead_without_above
+    assert dead_with < dead_without - drop_above
 
 
 @pytest.mark.parametrize("opt_name", ["adam", "momentum"])

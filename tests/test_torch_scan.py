@@ -13,6 +13,8 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
+from _rounding import assert_fire_counts_within_rounding, rounding_bounds
+
 torch = pytest.importorskip("torch")
 
 import torch.nn.functional as F  # noqa: E402
@@ -157,8 +159,9 @@ def test_numpy_mlp_and_torch_twin_on_random_float32_data(activation: str) -> Non
     X = np.random.default_rng(0).standard_normal((200, 10)).astype(np.float32)
     want = numpy_scan(net, X, batch_size=64)
     got = scan(from_mlp(net), [torch.from_numpy(X)])
-    for name in want.names:
-        np.testing.assert_array_equal(got.fire_count(name), want.fire_count(name))
+    # numpy's OpenBLAS and torch's kernels round differently: fire counts agree up to samples within rounding of 0
+    for name, pre, bound in zip(want.names, net.preactivations(X), rounding_bounds(net, X), strict=True):
+        assert_fire_counts_within_rounding(got.fire_count(name), pre, bound)
         np.testing.assert_allclose(got.max_preactivation(name), want.max_preactivation(name), rtol=1e-5)
         np.testing.assert_allclose(got.mean_abs_activation(name), want.mean_abs_activation(name), rtol=1e-5)
     with pytest.raises(TypeError, match=r"reluscope\.nn\.MLP"):
