@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from reluscope.io import atomic_write, load_json, load_model, save_json, save_model
+from reluscope.io import (
+    atomic_write,
+    check_writable,
+    directory_lock,
+    load_json,
+    load_model,
+    save_json,
+    save_model,
+    strict_json,
+    write_together,
+)
 from reluscope.nn import MLP
 
 
@@ -82,3 +97,73 @@ def test_corrupt_member_directory_and_bad_csv_are_one_clear_error(tmp_path):
     (tmp_path / "bad.csv").write_text("a,label\n" + "1" * 200_000 + ",0\n")
     with pytest.raises(ValueError, match=r"line \d+ is not valid CSV"):
         load_csv(tmp_path / "bad.csv")
+
+
+# Output that is whole, strict and safe (issue 15: kinds 6-10) ---------------------------------------------------
+def test_overwrite_keeps_the_file_mode_and_new_files_follow_the_umask(tmp_path):
+    path = tmp_path / "run.json"
+    save_json(path, {"a": 1})
+    new_mode = path.stat().st_mode & 0o777
+    mask = os.umask(0)
+    os.umask(mask)
+    assert new_mode == 0o666 & ~mask
+    path.chmod(0o600)
+    save_json(path, {"a": 2})
+    assert path.stat().st_mode & 0o777 == 0o600 and load_json(path) == {"a": 2}
+
+
+def test_write_together_replaces_all_files_or_none(tmp_path):
+    write_together(tmp_path, {"a.txt": lambda f: f.write(b"old a"), "b.txt": lambda f: f.write(b"old b")})
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match=r"could not write .*b\.txt: No space left on device"):
+        write_together(tmp_path, {"a.txt": lambda f: f.write(b"new a"), "b.txt": fail})
+    assert (tmp_path / "a.txt").read_bytes() == b"old a" and (tmp_path / "b.txt").read_bytes() == b"old b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temp file left
+    write_together(tmp_path, {"a.txt": lambda f: f.write(b"new a"), "b.txt": lambda f: f.write(b"new b")})
+    assert (tmp_path / "a.txt").read_bytes() == b"new a" and (tmp_path / "b.txt").read_bytes() == b"new b"
+
+
+def test_read_only_directory_is_refused_before_any_work(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.TemporaryFile", refuse)
+    with pytest.raises(ValueError, match=rf"--out {tmp_path} is not writable \(Permission denied\)"):
+        check_writable(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="--out must be a directory, got the file"):
+        check_writable(tmp_path / "afile")
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
+    code = (
+        "import sys, time; from reluscope.io import directory_lock\n"
+        "with directory_lock(sys.argv[1]):\n    print('locked', flush=True); sys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        busy = rf"in use by another reluscope sweep \(pid {holder.pid}\)"
+        with pytest.raises(ValueError, match=busy), directory_lock(tmp_path, what="sweep"):
+            pass
+    finally:
+        holder.communicate("\n", timeout=60)
+    with directory_lock(tmp_path) as d:  # free again once the holder is gone
+        assert d == tmp_path
+
+
+def test_json_is_strict_and_says_where_values_were_not_finite(tmp_path):
+    path = tmp_path / "run.json"
+    save_json(path, {"history": {"val_loss": [1.0, float("nan"), float("inf")]}, "ok": 1})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text  # json.loads would accept both
+    data = json.loads(text)
+    assert data["history"]["val_loss"] == [1.0, None, None]
+    assert data["non_finite"]["paths"] == ["history.val_loss[1]", "history.val_loss[2]"]
+    assert strict_json([1.0, {"x": float("-inf")}]) == ([1.0, {"x": None}], ["[1].x"])

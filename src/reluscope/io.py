@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,9 +19,22 @@ from reluscope._npz import read_npz
 from reluscope.data import Standardizer
 from reluscope.nn.model import MLP
 
-__all__ = ["atomic_write", "load_json", "load_model", "load_standardizer", "save_json", "save_model"]
+__all__ = [
+    "LOCK_FILE",
+    "atomic_write",
+    "check_writable",
+    "directory_lock",
+    "load_json",
+    "load_model",
+    "load_standardizer",
+    "save_json",
+    "save_model",
+    "strict_json",
+    "write_together",
+]
 
 _CONFIG_KEY = "__reluscope_config__"
+LOCK_FILE = ".reluscope.lock"  # held by the process writing a run or sweep directory
 
 
 def _read_umask() -> int:
@@ -32,31 +47,166 @@ _UMASK = _read_umask()  # read once at import: os.umask can only be read by sett
 _MEAN_KEY, _STD_KEY = "__standardize_mean__", "__standardize_std__"
 
 
+def _mode_for(path: Path) -> int:
+    """An overwrite keeps the file's mode (a user's ``chmod 600`` stays); a new file follows the umask."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """The same OSError, naming the file the user asked for rather than our temp file (or nothing)."""
+    return type(exc)(exc.errno, f"could not write {path}: {exc.strerror}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temp file next to ``path``; on success it is flushed, fsynced and renamed over ``path``.
 
-    If the body raises, the temp file is removed and ``path`` keeps its old content.
+    If the body raises, the temp file is removed and ``path`` keeps its old content. An overwrite keeps the file's
+    permissions; a new file gets the umask's. An OSError (disk full, read-only directory) names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _staged(path, mode) as (f, tmp):
+        yield f
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise _named(exc, path) from None
+
+
+@contextlib.contextmanager
+def _staged(path: Path, mode: str) -> Iterator[tuple[IO[Any], str]]:
+    """A flushed, fsynced temp file beside ``path`` with ``path``'s future mode; removed if anything raises."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, _mode_for(path))  # mkstemp creates 0600
+        with os.fdopen(fd, mode) as f:
+            yield f, tmp
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, FileExistsError):
+            raise _named(exc, path) from None
         raise
 
 
+def write_together(directory: str | os.PathLike[str], files: dict[str, Callable[[IO[Any]], None]]) -> None:
+    """Write several files of one directory as a whole: every file is written to a temp file first (where a full
+    disk or a failing writer stops everything, leaving the old files as they were), and only then are all renamed
+    into place. ``files`` maps a file name to a function writing its content to a binary file object.
+
+    Raises OSError naming the file that could not be written. The renames need no space and follow each other
+    within microseconds; only a crash of the machine between them could leave old and new files side by side.
+    """
+    directory = Path(directory)
+    staged: list[tuple[str, Path]] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            for name, write in files.items():
+                f, tmp = stack.enter_context(_staged(directory / name, "wb"))
+                write(f)
+                staged.append((tmp, directory / name))
+            # leaving the stack flushes, fsyncs and closes every file; a failure there removes them all
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+
+
+def check_writable(directory: str | os.PathLike[str], *, option: str = "--out") -> Path:
+    """Create ``directory`` if needed and prove a file can be written there, before any work is done.
+
+    Raises ValueError naming the directory and ``option`` when it is a file, cannot be created or is read-only.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{option} must be a directory, got the file {directory}; choose another path")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"{option} {directory} is not writable ({exc.strerror}); choose a directory you can write to"
+        ) from None
+    return directory
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike[str], *, what: str = "run") -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` (a ``.reluscope.lock`` file in it, ``fcntl.flock``) while writing.
+
+    A second process asking for the same directory gets a ValueError at once instead of mixing its files into the
+    first one's. The lock is released when the block ends or the process dies (the kernel drops flocks).
+    """
+    import fcntl
+
+    directory = check_writable(directory)
+    lock_path = directory / LOCK_FILE
+    with open(lock_path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ValueError(
+                f"{directory} is in use by another reluscope {what} ({holder}); wait for it to finish or choose "
+                "another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield directory
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def strict_json(obj: Any) -> tuple[Any, list[str]]:
+    """``obj`` with every non-finite float replaced by None, and the JSON paths replaced (``history.val_loss[3]``).
+
+    JSON has no NaN or Infinity; writers that call this record the paths as the reason a value is null.
+    """
+    replaced: list[str] = []
+
+    def clean(x: Any, where: str) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            replaced.append(where)
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v, f"{where}.{k}" if where else str(k)) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(x)]
+        return x
+
+    return clean(obj, ""), replaced
+
+
 def save_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(obj, indent=2, allow_nan=True)
+    """Write ``obj`` as indented, strict JSON (``allow_nan=False``), atomically.
+
+    Non-finite floats are written as null, and a dict gets the key ``"non_finite"`` listing where and why.
+    """
+    clean, replaced = strict_json(obj)
+    if replaced and isinstance(clean, dict):
+        clean["non_finite"] = {
+            "paths": replaced,
+            "reason": "not a finite number, which strict JSON cannot hold: written as null",
+        }
+    text = json.dumps(clean, indent=2, allow_nan=False)
     with atomic_write(path, "w") as f:
         f.write(text + "\n")
 
