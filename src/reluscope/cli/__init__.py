@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _cx  # type: ignore[no-redef]
 
 from reluscope.cli import born_dead as _born_dead
+from reluscope.cli import continual as _continual
 from reluscope.cli import diagnose as _diagnose
 from reluscope.cli import explain as _explain
 from reluscope.cli import lr_check as _lr_check
@@ -102,6 +103,7 @@ app.command("sweep")(_sweep.sweep)
 app.command("born-dead")(_born_dead.born_dead)
 app.command("report")(_report.report)
 app.command("lr-check")(_lr_check.lr_check)
+app.command("continual")(_continual.continual)
 
 
 def main() -> None:

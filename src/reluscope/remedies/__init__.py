@@ -5,6 +5,9 @@
 * :func:`leaky_swap` — the same network with leaky ReLU; :func:`dead_by_gradient` shows why no leaky unit is stuck.
 * :func:`lr_range_test` — the largest learning rate that keeps the dead fraction under a threshold;
   :class:`DeathSpikeDetector` — flags the updates after which a layer's dead fraction jumped.
+* :class:`ContinualBackprop` — Continual Backprop (Dohare et al. 2024): replace a small fraction of the mature
+  units with the lowest contribution utility every step, the removed unit's mean contribution folded into the bias.
+* :func:`shrink_perturb` / :class:`ShrinkPerturb` — θ ← λθ + σ·ε (Ash & Adams 2020), on a schedule.
 * :func:`compare_remedies` — no remedy vs ReDo vs leaky over several seeds, as plain data.
 
 >>> from reluscope.remedies import ReDoCallback, compare_remedies
@@ -12,13 +15,17 @@
 >>> compare_remedies().summary["redo"]["dead_fraction_mean"]
 """
 
+from reluscope.remedies._cbp import CBPReport, ContinualBackprop, check_cbp_options, zero_state
 from reluscope.remedies._compare import REMEDIES, RemedyComparison, RemedyRun, compare_remedies, run_remedy
 from reluscope.remedies._leaky import dead_by_gradient, leaky_swap
 from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
 from reluscope.remedies._redo import ReDoCallback, ReDoReport, check_tau, recycle_mask, redo
+from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
 
 __all__ = [
     "REMEDIES",
+    "CBPReport",
+    "ContinualBackprop",
     "DeathSpikeDetector",
     "LRRangeResult",
     "LRTrial",
@@ -26,6 +33,9 @@ __all__ = [
     "ReDoReport",
     "RemedyComparison",
     "RemedyRun",
+    "ShrinkPerturb",
+    "check_cbp_options",
+    "check_shrink_options",
     "check_tau",
     "compare_remedies",
     "dead_by_gradient",
@@ -35,4 +45,6 @@ __all__ = [
     "recycle_mask",
     "redo",
     "run_remedy",
+    "shrink_perturb",
+    "zero_state",
 ]

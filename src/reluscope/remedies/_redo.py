@@ -151,6 +151,7 @@ def redo(
     *,
     tau: float = 0.1,
     seed: RNGLike = 0,
+    bias_correction: bool = False,
 ) -> ReDoReport:
     """Recycle the dead/τ-dormant hidden units of ``net`` in place (ReDo, Sokar et al. 2023).
 
@@ -170,6 +171,12 @@ def redo(
     seed
         An int or ``numpy.random.Generator`` for the new incoming weights. Pass a Generator when calling
         repeatedly, so each call draws fresh weights.
+    bias_correction
+        Fold each recycled unit's mean activation over the stats' data into the next layer's bias,
+        ``b{l+1} += mean_h[u] * W{l+1}[u, :]``, before zeroing ``W{l+1}[u, :]`` (as Continual Backprop does,
+        Dohare et al. 2024). With ``tau > 0`` the output then moves only by ``-(h_u(x) - mean_h[u]) * W{l+1}[u, :]``
+        instead of ``-h_u(x) * W{l+1}[u, :]``. ReLU only (the stats hold mean |activation|, which is the mean
+        activation only for non-negative activations); dead units have mean 0, so ``tau=0`` is unaffected.
 
     Returns
     -------
@@ -189,6 +196,11 @@ def redo(
         raise TypeError(
             f"optimizer must be a reluscope.nn.Optimizer or None, got {type(optimizer).__name__}; "
             "for torch models use reluscope.torch.redo"
+        )
+    if bias_correction and net.activation.name != "relu":
+        raise ValueError(
+            f"bias_correction needs the mean activation, which the stats record only for ReLU (mean |activation|); "
+            f"this network uses {net.activation.name!r}: pass bias_correction=False"
         )
     rng = as_rng(seed)
     p = net.params
@@ -217,6 +229,9 @@ def redo(
     for layer, idx in enumerate(chosen, start=1):
         if idx.size == 0:
             continue
+        if bias_correction:
+            mean_h = stats.mean_abs_activation(net.hidden_names[layer - 1])[idx]
+            p[f"b{layer + 1}"] += (mean_h @ p[f"W{layer + 1}"][idx, :].astype(np.float64)).astype(net.dtype)
         p[f"W{layer + 1}"][idx, :] = 0
         _zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
     return ReDoReport(units=units, sizes=sizes, tau=tau)

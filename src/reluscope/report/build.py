@@ -73,6 +73,8 @@ def run_kind(run_dir: str | os.PathLike[str]) -> str:
         return "born-dead"
     if (d / "run.json").is_file():
         return "train"
+    if (d / "continual.json").is_file():
+        return "continual"
     raise ValueError(
         f"{d} holds no run.json, sweep.json or born_dead.json; pass a directory written by "
         "`reluscope train --out DIR`, `reluscope sweep --out DIR` or `reluscope born-dead --out DIR`"
@@ -575,6 +577,10 @@ def build_report(run_dir: str | os.PathLike[str], *, replay_every: int | None = 
         title, sub, sections = _sweep_sections(d)
     elif kind == "born-dead":
         title, sub, sections = _born_dead_sections(d)
+    elif kind == "continual":
+        from reluscope.report.continual import continual_sections
+
+        title, sub, sections = continual_sections(d)
     else:
         title, sub, sections = _train_sections(d, replay_every)
     path = d / REPORT_FILE

@@ -23,6 +23,7 @@ __all__ = [
     "Plot",
     "plot_accuracy_vs_lr",
     "plot_born_dead",
+    "plot_continual",
     "plot_dead_fraction_history",
     "plot_dead_over_training",
     "plot_dead_vs_lr",
@@ -482,3 +483,51 @@ def plot_training_curves(history: Mapping[str, Any]) -> Plot:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return Plot(fig, {"epoch": epoch, **data})
+
+
+# Continual learning (reluscope.continual) ---------------------------------------------------------------------------
+_METHOD_COLORS = {
+    "none": "#d62728",
+    "l2": "#ff7f0e",
+    "redo": "#9467bd",
+    "cbp": "#2ca02c",
+    "shrink": "#8c564b",
+    "leaky": "#1f77b4",
+}
+_METHOD_LABELS = {
+    "none": "plain backprop",
+    "l2": "L2",
+    "redo": "ReDo",
+    "cbp": "Continual Backprop",
+    "shrink": "Shrink & Perturb",
+    "leaky": "leaky ReLU",
+}
+
+
+def plot_continual(
+    series: Mapping[str, Mapping[str, Sequence[float]]], *, ylabel: str, title: str, fraction: bool = True
+) -> Plot:
+    """One metric after every task of a continual run, one line per method, shaded 95% interval over seeds.
+
+    ``series`` is :func:`reluscope.continual.per_task_series` (``{method: {"task", "mean", "lo", "hi", ...}}``);
+    ``fraction`` fixes the y axis to [0, 1]. Data: ``series`` as given (lists), ``ylabel``, ``title``.
+    """
+    if not series:
+        raise ValueError("no continual cells to plot: run `reluscope continual` (or finish it) first")
+    fig = _figure(7, 4)
+    ax = fig.subplots()
+    data: dict[str, dict[str, list[float]]] = {}
+    for i, (method, s) in enumerate(series.items()):
+        color = _METHOD_COLORS.get(method, _COLORS[i % len(_COLORS)])
+        task = [float(t) for t in s["task"]]
+        ax.plot(task, _nan(s["mean"]), color=color, lw=1.5, label=_METHOD_LABELS.get(method, method))
+        ax.fill_between(task, _nan(s["lo"]), _nan(s["hi"]), color=color, alpha=0.2, lw=0)
+        data[method] = {k: [float(v) for v in vals] for k, vals in s.items()}
+    ax.set_xlabel("task")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if fraction:
+        ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return Plot(fig, {"series": data, "ylabel": ylabel, "title": title})

@@ -23,21 +23,25 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised by a test that hides torch
     raise ImportError("reluscope.torch needs PyTorch: pip install 'reluscope[torch]'") from _exc
 
+from reluscope.torch._cbp import ContinualBackprop
 from reluscope.torch._dist import all_reduce
 from reluscope.torch._locate import RECTIFIER_FUNCTIONS, RECTIFIER_MODULES, Site, find_sites
 from reluscope.torch._models import from_mlp
 from reluscope.torch._monitor import Monitor, monitor
 from reluscope.torch._redo import ReDoPlan, ReDoSchedule, SitePlan, StructureError, redo, redo_plan
 from reluscope.torch._scan import Progress, scan
+from reluscope.torch._shrink import ShrinkPerturb, shrink_perturb
 from reluscope.torch._swap import SwapReport, swap_relu_to_leaky
 
 __all__ = [
     "RECTIFIER_FUNCTIONS",
     "RECTIFIER_MODULES",
+    "ContinualBackprop",
     "Monitor",
     "Progress",
     "ReDoPlan",
     "ReDoSchedule",
+    "ShrinkPerturb",
     "Site",
     "SitePlan",
     "StructureError",
@@ -49,5 +53,6 @@ __all__ = [
     "redo",
     "redo_plan",
     "scan",
+    "shrink_perturb",
     "swap_relu_to_leaky",
 ]

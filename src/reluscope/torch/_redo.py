@@ -506,6 +506,7 @@ def redo(
     sites: Iterable[str] | None = None,
     init: Init | None = None,
     seed: int | torch.Generator = 0,
+    bias_correction: bool = False,
 ) -> ReDoReport:
     """Recycle the dead/τ-dormant units of a PyTorch model in place (ReDo, Sokar et al. 2023).
 
@@ -534,6 +535,11 @@ def redo(
         initialiser ``kaiming_uniform_(a=sqrt(5))``. Only the recycled units' slices are used.
     seed
         An int or a ``torch.Generator`` (pass a Generator when calling repeatedly, for fresh draws).
+    bias_correction
+        Before zeroing a recycled unit's outgoing weights, fold its mean activation over the stats' data into the
+        consumer's bias (``bias += W[:, u] * mean|h_u|``, summed over a Conv kernel), as Continual Backprop does
+        (Dohare et al. 2024), so that with ``tau > 0`` the output moves only by the unit's deviation from its mean.
+        Uses mean |activation|: exact for ReLU; after a flatten each feature gets its channel's mean.
 
     Returns
     -------
@@ -646,6 +652,10 @@ def redo(
             i = idx.to(w.device)
             if sp.block > 1:
                 i = (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
+            if bias_correction and cons.bias is not None:
+                mean_h = torch.as_tensor(stats.mean_abs_activation(sp.site)[idx.numpy()], dtype=w.dtype)
+                mean_h = mean_h.to(w.device).repeat_interleave(sp.block)
+                cons.bias += (w[:, i].flatten(2).sum(2) if w.dim() > 2 else w[:, i]) @ mean_h
             w[:, i] = 0
             _reset_state(optimizer, w, (slice(None), i))
     return ReDoReport(units=units, sizes=sizes, tau=tau)
