@@ -110,7 +110,8 @@ def continual(
             else "no task finished"
         )
         out_console.print(
-            f"[{done}/{total}] {cell.method} seed {cell.seed}: {cell.status}, {what} ({cell.seconds:.1f} s)"
+            f"[{done}/{total}] {cell.method} seed {cell.seed}: {cell.status}, {what} ({cell.seconds:.1f} s)",
+            soft_wrap=True,
         )
 
     command = _command(config, out, blocks, jobs)
