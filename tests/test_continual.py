@@ -172,3 +172,31 @@ def test_cli_errors_are_one_red_line(tmp_path, args, message):
 def test_cli_help_teaches():
     r = runner.invoke(app, ["continual", "--help"])
     assert r.exit_code == 0 and "Permuted digits" in r.output
+
+
+def _write_idx(path, magic, dims, payload):
+    import struct
+
+    path.write_bytes(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims) + payload)
+
+
+def test_idx_files_are_used_when_given(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60, 4, 4), dtype=np.uint8)
+    labels = rng.integers(0, 3, size=60, dtype=np.uint8)
+    _write_idx(tmp_path / "img", 0x00000803, (60, 4, 4), images.tobytes())
+    _write_idx(tmp_path / "lab", 0x00000801, (60,), labels.tobytes())
+    cfg = ContinualConfig(
+        methods=("none",),
+        seeds=(0,),
+        n_tasks=2,
+        hidden=(5,),
+        data="idx",
+        idx_images=str(tmp_path / "img"),
+        idx_labels=str(tmp_path / "lab"),
+        max_samples=50,
+    )
+    cell = run_continual_cell(cfg.cells()[0])
+    assert len(cell.tasks) == 2
+    # 50 samples, 10 held out: the online accuracy is a count over the 40 training images
+    assert all(round(r.online_accuracy * 40, 9) == round(r.online_accuracy * 40) for r in cell.tasks)

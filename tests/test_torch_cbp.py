@@ -200,3 +200,53 @@ def test_torch_redo_bias_correction():
         else:
             assert torch.equal(model[2].bias.detach(), b0)  # the default is unchanged
             assert float(delta.mean(0).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("consumer", ["flatten-linear", "conv"])
+def test_torch_cbp_conv_sites_replace_whole_channels(consumer):
+    """A conv site: the producer's output channel is redrawn; the consumer's weights from that channel (the block of
+    H*W features after a flatten, or the input channel of a conv) are zeroed and their mean folded into the bias."""
+    torch.manual_seed(0)
+    head: list[nn.Module] = (
+        [nn.Flatten(), nn.Linear(4 * 4 * 4, 3)] if consumer == "flatten-linear" else [nn.Conv2d(4, 3, 3)]
+    )
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), *head)
+    X = torch.randn(16, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad()
+    model(X).sum().backward()
+    opt.step()
+    cbp = ContinualBackprop(model, opt, example=X[:2], replacement_rate=0.25, maturity=0, seed=3)
+    with torch.no_grad():
+        model(X)  # the consumer's input: per feature (flatten) or per channel (conv) means
+    tr = cbp.sites["1"]
+    tr.age[:] = 5
+    before, state = _params(model), _state(model, opt)
+    cbp.step()  # utilities from that forward; one channel (4 x 0.25) replaced
+    chosen = [u for u in range(4) if not torch.equal(model[0].weight[u], before["0.weight"][u])]
+    assert len(chosen) == 1
+    u = chosen[0]
+    others = [k for k in range(4) if k != u]
+    cons = model[3] if consumer == "flatten-linear" else model[2]
+    name = "3" if consumer == "flatten-linear" else "2"
+    W0 = before[f"{name}.weight"]
+    if consumer == "flatten-linear":
+        cols = list(range(u * 16, (u + 1) * 16))
+        keep = [c for c in range(64) if c not in cols]
+        assert torch.equal(cons.weight[:, cols], torch.zeros(3, 16))
+        assert torch.equal(cons.weight[:, keep], W0[:, keep])
+        assert torch.all(state[f"{name}.weight"]["momentum_buffer"][:, cols] != 0)
+        assert torch.all(opt.state[cons.weight]["momentum_buffer"][:, cols] == 0)
+    else:
+        assert torch.equal(cons.weight[:, u], torch.zeros(3, 3, 3))
+        assert torch.equal(cons.weight[:, others], W0[:, others])
+    # the bias moved by the replaced channel's running mean contribution (decay 0.99: one update = 0.01 x mean)
+    with torch.no_grad():
+        h = torch.relu(nn.functional.conv2d(X, before["0.weight"], before["0.bias"])).double()
+    if consumer == "flatten-linear":
+        shift = W0[:, cols].double() @ (0.01 * h.flatten(1).mean(0)[cols])
+    else:
+        shift = W0[:, u].double().sum((1, 2)) * (0.01 * h[:, u].mean())
+    expected = before[f"{name}.bias"] + shift.float()
+    torch.testing.assert_close(cons.bias.detach(), expected, rtol=1e-5, atol=1e-6)  # float32 sums, other order
+    assert torch.equal(model[0].weight[others], before["0.weight"][others])
