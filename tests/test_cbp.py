@@ -80,9 +80,10 @@ def cbp_mean_contrib(mean, W_out, idx):
 
 
 def test_cbp_output_moves_by_the_bias_corrected_residual_only():
-    """Right after a replacement in the last hidden layer, scores change by -(h_u(x) - mean_u) W_out[u] exactly
-    (float64, same inputs: 1e-12 relative tolerance covers the different summation order); with the mean taken over
-    X, the change averages zero over X and its RMS is below the uncorrected change's (E[r^2] = Var + mean^2)."""
+    """Right after a replacement in the last hidden layer, scores change by -(h_u(x) - mean_u) W_out[u]: up to the
+    rounding of the three products involved (a K-term dot product is within K·u·Σ|x_i·w_i| of exact, Higham eq.
+    3.5; the bound below doubles that), whatever the BLAS kernel. With the mean taken over X, the change averages
+    zero over X and its RMS is below the uncorrected change's (E[r^2] = Var + mean^2)."""
     rms = {}
     for correct in (True, False):
         net, opt, X = _adam_net(sizes=(2, 12, 3))
@@ -99,9 +100,13 @@ def test_cbp_output_moves_by_the_bias_corrected_residual_only():
         expected = -(h[:, idx] - (h[:, idx].mean(axis=0) if correct else 0.0)) @ W_out[idx]
         scale = np.abs(h[:, idx]).max() * np.abs(W_out[idx]).sum(axis=0).max()
         assert scale > 0.1, "the replaced units must carry a real contribution for this test to mean anything"
-        np.testing.assert_allclose(delta, expected, rtol=0, atol=1e-12 * scale)
+        b_old, b_new = np.abs(s0 - h @ W_out), np.abs(net.params["b2"])
+        centred = np.abs(h[:, idx]) + np.abs(h[:, idx].mean(axis=0))
+        terms = np.abs(h) @ np.abs(W_out) + b_old + b_new + centred @ np.abs(W_out[idx])
+        bound = 4 * (12 + 2) * np.finfo(np.float64).eps * terms
+        assert np.all(np.abs(delta - expected) <= bound)
         if correct:
-            assert np.abs(delta.mean(axis=0)).max() <= 1e-12 * scale
+            assert np.all(np.abs(delta.mean(axis=0)) <= bound.mean(axis=0))
         rms[correct] = float(np.sqrt((delta**2).mean()))
     assert rms[True] < rms[False]
 
