@@ -142,6 +142,9 @@ def test_torch_cbp_utility_follows_the_paper_formula():
     torch.testing.assert_close(cbp.sites["1"].utility, 0.1 * h.abs().mean(0) * out_w, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(cbp.sites["1"].mean, 0.1 * h.mean(0), rtol=1e-6, atol=1e-9)
     assert cbp.sites["1"].age.tolist() == [1] * 5
+    u = cbp.sites["1"].utility.clone()
+    cbp.step()  # no forward since the last step: nothing new to count
+    assert torch.equal(cbp.sites["1"].utility, u) and cbp.sites["1"].age.tolist() == [2] * 5
 
 
 def test_torch_cbp_errors():

@@ -158,7 +158,8 @@ class ContinualBackprop:
         return a.transpose(0, 1).reshape(tr.plan.units, -1).sum(1)  # Conv (out, C, *k)
 
     def step(self) -> CBPReport:
-        """After ``optimizer.step()``: update utilities from the last forward, age, replace. Returns what changed."""
+        """After ``optimizer.step()``: update utilities from the forward since the last step (none: no update), age,
+        replace. Returns what changed."""
         self.steps += 1
         modules = dict(self.model.named_modules())
         eta = self.decay
@@ -168,6 +169,7 @@ class ContinualBackprop:
                 cons_w = modules[tr.plan.consumer].weight
                 tr.utility.mul_(eta).add_((1 - eta) * tr.unit_abs * self._out_weight(tr, cons_w))
                 tr.mean.mul_(eta).add_((1 - eta) * tr.feat_mean)
+                tr.unit_abs = tr.feat_mean = None  # each forward counts once, however often step() is called
             tr.age += 1
             mature = torch.nonzero(tr.age > self.maturity).flatten()
             tr.owed += self.replacement_rate * int(mature.numel())
