@@ -200,3 +200,11 @@ def test_idx_files_are_used_when_given(tmp_path):
     assert len(cell.tasks) == 2
     # 50 samples, 10 held out: the online accuracy is a count over the 40 training images
     assert all(round(r.online_accuracy * 40, 9) == round(r.online_accuracy * 40) for r in cell.tasks)
+
+
+def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
+    from reluscope.io import directory_lock
+
+    with directory_lock(tmp_path, what="test"), pytest.raises(ValueError, match="in use"):
+        run_continual(ContinualConfig(**TINY), tmp_path, jobs=1)
+    assert not (tmp_path / "cells").exists()  # refused before any work

@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from reluscope.data import digits, load_idx
 from reluscope.diagnose import scan
-from reluscope.io import atomic_write, load_json
+from reluscope.io import atomic_write, directory_lock, load_json
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
 from reluscope.remedies import ContinualBackprop, ShrinkPerturb, check_cbp_options, check_shrink_options, redo
@@ -508,7 +508,8 @@ def run_continual(
     blocks: int = 5,
 ) -> ContinualResult:
     """Run every cell of ``config`` not already finished in ``out``; write ``continual.json`` (config, command,
-    summary) atomically. Interrupting loses at most the cells in flight: rerun to finish the others.
+    summary) atomically. Interrupting loses at most the cells in flight: rerun to finish the others. ``out`` is
+    locked while the benchmark runs (a second run into it raises ValueError at once).
 
     Parameters
     ----------
@@ -523,36 +524,37 @@ def run_continual(
         raise TypeError(f"config must be a ContinualConfig, got {type(config).__name__}")
     n_jobs = _resolve_jobs(jobs)
     out = Path(out)
-    data = _load_data(config.cell_config(config.methods[0], config.seeds[0]))
-    cells = config.cells()
-    results: dict[str, ContinualCell] = {}
-    todo = []
-    for c in cells:
-        found = _load_finished(_cell_path(out, c["key"]), c)
-        if found is None:
-            todo.append(c)
-        else:
-            results[c["key"]] = found
-    skipped = list(results)
-    ran: list[str] = []
-    for res in _execute(todo, data, out, n_jobs):
-        results[res.key] = res
-        ran.append(res.key)
-        if progress is not None:
-            progress(res, len(results), len(cells))
-    ordered = [results[c["key"]] for c in cells]
-    summary = summarize_continual(ordered, blocks=blocks)
-    record = {
-        "version": RECORD_VERSION,
-        "kind": "continual",
-        "config": config.to_dict(),
-        "command": command,
-        "cells": [c["key"] for c in cells],
-        "summary": summary,
-    }
-    with atomic_write(out / CONTINUAL_FILE, "w") as f:
-        f.write(json.dumps(record, indent=2, allow_nan=False) + "\n")
-    return ContinualResult(config, out, ordered, ran, skipped, summary, command)
+    with directory_lock(out, what="continual benchmark"):
+        data = _load_data(config.cell_config(config.methods[0], config.seeds[0]))
+        cells = config.cells()
+        results: dict[str, ContinualCell] = {}
+        todo = []
+        for c in cells:
+            found = _load_finished(_cell_path(out, c["key"]), c)
+            if found is None:
+                todo.append(c)
+            else:
+                results[c["key"]] = found
+        skipped = list(results)
+        ran: list[str] = []
+        for res in _execute(todo, data, out, n_jobs):
+            results[res.key] = res
+            ran.append(res.key)
+            if progress is not None:
+                progress(res, len(results), len(cells))
+        ordered = [results[c["key"]] for c in cells]
+        summary = summarize_continual(ordered, blocks=blocks)
+        record = {
+            "version": RECORD_VERSION,
+            "kind": "continual",
+            "config": config.to_dict(),
+            "command": command,
+            "cells": [c["key"] for c in cells],
+            "summary": summary,
+        }
+        with atomic_write(out / CONTINUAL_FILE, "w") as f:
+            f.write(json.dumps(record, indent=2, allow_nan=False) + "\n")
+        return ContinualResult(config, out, ordered, ran, skipped, summary, command)
 
 
 def load_continual(out: str | os.PathLike[str]) -> ContinualResult:
