@@ -8,7 +8,10 @@
 
 :func:`explain` builds an :class:`Explanation` (plain data: numpy arrays and text) from the reference
 forward/backward pairs of :mod:`reluscope.nn.functional`; :func:`render_json`, :func:`render_markdown` and
-:func:`rich_sections` turn it into output. Nothing here prints, and rich is imported only by
+:func:`rich_sections` turn it into output; :func:`circuit` lays out the backprop circuit (matrix level, or
+the unrolled scalar circuit of a tiny net) and :func:`render_svg` draws it; :func:`render_html` /
+:func:`write_html` make one self-contained page of it all, which is also what an :class:`Explanation` shows in
+Jupyter. Nothing here prints, and rich is imported only by
 :func:`rich_sections`.
 """
 
@@ -27,12 +30,16 @@ from reluscope.explain._build import (
     explain_net,
     load_weights,
 )
+from reluscope.explain._circuit import SCALAR_LIMITS, Circuit, circuit, render_svg, scalar_fits
+from reluscope.explain._html import html_fragment, render_html, write_html
 from reluscope.explain._render import fmt, render_json, render_markdown, rich_sections
 
 __all__ = [
     "DEFAULTS",
     "PARAM_KEYS",
+    "SCALAR_LIMITS",
     "SUPPORTED_ACTIVATIONS",
+    "Circuit",
     "ColumnForm",
     "Explanation",
     "Gate",
@@ -40,11 +47,17 @@ __all__ = [
     "SGDStep",
     "Step",
     "check_params",
+    "circuit",
     "explain",
     "explain_net",
     "fmt",
+    "html_fragment",
     "load_weights",
+    "render_html",
     "render_json",
     "render_markdown",
+    "render_svg",
     "rich_sections",
+    "scalar_fits",
+    "write_html",
 ]

@@ -189,6 +189,8 @@ class ColumnForm:
     ``dz = upstream ⊙ f'(a)`` (H,); ``dW = outer(dz, x)`` (H, D). ``batch_T`` is the batch form's contribution of
     this sample to dW1, transposed: ``outer(X[sample], dz1[sample]).T``. ``max_abs_diff`` compares the two, and
     ``sum_max_abs_diff`` compares ``sum over samples of outer(dz_n, x_n)`` with ``(dW1 - reg*W1).T``.
+    ``dW2`` (H, C) is this sample's share of the data gradient of W2, ``outer(h[sample], dscores[sample])`` (zero
+    in the rows of units that did not fire on it, for ReLU): the scalar circuit labels its output wires with it.
     """
 
     sample: int
@@ -205,6 +207,7 @@ class ColumnForm:
     batch_T: Array
     max_abs_diff: float
     sum_max_abs_diff: float
+    dW2: Array
 
     @property
     def matches(self) -> bool:
@@ -214,7 +217,7 @@ class ColumnForm:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sample": self.sample}
-        for key in ("x", "W", "b", "a", "z", "mask", "local", "upstream", "dz", "dW", "batch_T"):
+        for key in ("x", "W", "b", "a", "z", "mask", "local", "upstream", "dz", "dW", "batch_T", "dW2"):
             out[key] = getattr(self, key).tolist()
         out["max_abs_diff"] = self.max_abs_diff
         out["sum_max_abs_diff"] = self.sum_max_abs_diff
@@ -297,6 +300,18 @@ class Explanation:
     def grads(self) -> dict[str, Array]:
         """The parameter gradients shown, keyed like ``params``."""
         return {key: self.step(f"d{key}").value for key in PARAM_KEYS}
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the HTML page's content (circuit, steps, gate, check) as a fragment."""
+        from reluscope.explain._html import html_fragment
+
+        return html_fragment(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter's markdown display (and any markdown-aware front end): :func:`render_markdown`'s text."""
+        from reluscope.explain._render import render_markdown
+
+        return render_markdown(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: every array as nested lists, every number a Python float/int/bool."""
@@ -868,6 +883,7 @@ def explain_net(
         batch_T=batch_T,
         max_abs_diff=float(np.max(np.abs(dW_col - batch_T))),
         sum_max_abs_diff=float(np.max(np.abs(summed - dW1_data.T))),
+        dW2=np.outer(h[sample], dscores[sample]),
     )
 
     # The engine agrees, the finite differences agree, and one SGD step.
