@@ -10,9 +10,10 @@ import typer
 
 from reluscope.cli._common import console, friendly_errors
 
-__all__ = ["FORMATS", "explain", "parse_labels", "parse_matrix"]
+__all__ = ["CIRCUITS", "FORMATS", "explain", "parse_labels", "parse_matrix"]
 
-FORMATS = ("rich", "markdown", "json")
+FORMATS = ("rich", "markdown", "json", "html", "png")
+CIRCUITS = ("auto", "matrix", "scalar")
 
 
 def parse_matrix(text: str, name: str = "--x") -> list[list[float]]:
@@ -105,9 +106,40 @@ def explain(
         int | None,
         typer.Option(help="Sample shown in column-vector form [default: the first with a unit at z <= 0]."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="rich (terminal), markdown or json.")] = "rich",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="rich (terminal), markdown, json, html (one self-contained page: circuit, every step, gate, "
+            "column form, gradient check, SGD step; needs --out) or png (the circuit picture; needs --out).",
+        ),
+    ] = "rich",
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the output to this file (written whole, atomically) instead of the terminal; "
+            "required by --format html and png.",
+            show_default=False,
+        ),
+    ] = None,
+    circuit_level: Annotated[
+        str,
+        typer.Option(
+            "--circuit",
+            help="Circuit of --format png: matrix (any size), scalar (one sample unrolled, one node per input, "
+            "unit and class; tiny nets such as --inputs 2 --hidden 3) or auto (scalar when it fits).",
+        ),
+    ] = "auto",
     step: Annotated[
-        bool, typer.Option("--step", help="Pause for Enter between steps (rich format in a terminal only).")
+        bool,
+        typer.Option(
+            "--step",
+            help="Pause for Enter between steps (rich format in a terminal); with --format html, show one step "
+            "at a time with previous/next links.",
+        ),
     ] = False,
 ) -> None:
     """Backprop through input -> hidden -> activation -> output -> softmax, step by step, on real numbers.
@@ -123,6 +155,17 @@ def explain(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt in ("html", "png") and out_file is None:
+        raise ValueError(f"--format {fmt} writes a file: add --out FILE, e.g. --out explain.{fmt}")
+    if fmt == "rich" and out_file is not None:
+        raise ValueError("--out writes markdown, json, html or png; add --format html (or markdown, json, png)")
+    if circuit_level not in CIRCUITS:
+        raise ValueError(f"--circuit must be one of {', '.join(CIRCUITS)}, got {circuit_level!r}")
+    if circuit_level != "auto" and fmt != "png":
+        raise ValueError(
+            "--circuit chooses the picture of --format png; the html page shows the matrix circuit and, for a tiny "
+            "net, the scalar one"
+        )
     X, labels = _load_inputs(input_file, x, y)
     params = load_weights(weights) if weights is not None else None
     ex = build(
@@ -144,11 +187,34 @@ def explain(
             **({"inputs": str(input_file)} if input_file is not None else {}),
         },
     )
-    if fmt == "json":
-        typer.echo(render_json(ex))
+    if fmt == "png":
+        from reluscope.explain import circuit
+        from reluscope.io import atomic_write
+        from reluscope.report.plots import plot_circuit, to_png
+
+        assert out_file is not None
+        png = to_png(plot_circuit(circuit(ex, level=circuit_level)).figure)
+        with atomic_write(out_file, "wb") as f:
+            f.write(png)
+        typer.echo(f"wrote {out_file}")
         return
-    if fmt == "markdown":
-        typer.echo(render_markdown(ex))
+    if fmt == "html":
+        from reluscope.explain import write_html
+
+        assert out_file is not None
+        write_html(out_file, ex, step=step)
+        typer.echo(f"wrote {out_file}")
+        return
+    if fmt in ("json", "markdown"):
+        text = render_json(ex) if fmt == "json" else render_markdown(ex)
+        if out_file is None:
+            typer.echo(text)
+            return
+        from reluscope.io import atomic_write
+
+        with atomic_write(out_file, "w") as f:
+            f.write(text + "\n")
+        typer.echo(f"wrote {out_file}")
         return
     out = console()
     sections = rich_sections(ex)

@@ -30,7 +30,7 @@ from reluscope.explain._build import (
     explain_net,
     load_weights,
 )
-from reluscope.explain._circuit import SCALAR_LIMITS, Circuit, circuit, render_svg, scalar_fits
+from reluscope.explain._circuit import SCALAR_LIMITS, Box, Circuit, Label, Line, circuit, render_svg, scalar_fits
 from reluscope.explain._html import html_fragment, render_html, write_html
 from reluscope.explain._render import fmt, render_json, render_markdown, rich_sections
 
@@ -39,11 +39,14 @@ __all__ = [
     "PARAM_KEYS",
     "SCALAR_LIMITS",
     "SUPPORTED_ACTIVATIONS",
+    "Box",
     "Circuit",
     "ColumnForm",
     "Explanation",
     "Gate",
     "GateEntry",
+    "Label",
+    "Line",
     "SGDStep",
     "Step",
     "check_params",

@@ -462,7 +462,7 @@ def _scalar(ex: Explanation) -> Circuit:
     # Edges first, nodes on top.
     for i in range(D):
         for j in range(H):
-            t = 0.22 + 0.56 * (i / (D - 1) if D > 1 else 0.5)
+            t = 0.4 + 0.35 * (i / (D - 1) if D > 1 else 0.5)
             edge(
                 cols["x"] + node_w / 2,
                 yx[i],
@@ -476,7 +476,7 @@ def _scalar(ex: Explanation) -> Circuit:
             )
     for j in range(H):
         for c in range(C):
-            t = 0.22 + 0.56 * (j / (H - 1) if H > 1 else 0.5)
+            t = 0.4 + 0.35 * (j / (H - 1) if H > 1 else 0.5)
             edge(
                 cols["h"] + node_w / 2,
                 yh[j],
@@ -491,7 +491,8 @@ def _scalar(ex: Explanation) -> Circuit:
     loss_y = top + rows * row / 2
     for c in range(C):
         items.append(Line(cols["s"] + node_w / 2, ys_[c], cols["loss"] - 50, loss_y, arrow=True))
-        lx, ly = (cols["s"] + node_w / 2 + cols["loss"] - 50) / 2, (ys_[c] + loss_y) / 2
+        lx = cols["s"] + node_w / 2 + 0.35 * (cols["loss"] - 50 - cols["s"] - node_w / 2)
+        ly = ys_[c] + 0.35 * (loss_y - ys_[c])
         items.append(
             Label(
                 lx,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -19,10 +19,14 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+if TYPE_CHECKING:
+    from reluscope.explain import Circuit
+
 __all__ = [
     "Plot",
     "plot_accuracy_vs_lr",
     "plot_born_dead",
+    "plot_circuit",
     "plot_continual",
     "plot_dead_fraction_history",
     "plot_dead_over_training",
@@ -531,3 +535,77 @@ def plot_continual(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return Plot(fig, {"series": data, "ylabel": ylabel, "title": title})
+
+
+def plot_circuit(circuit: Circuit) -> Plot:
+    """Draw a laid-out backprop circuit (:func:`reluscope.explain.circuit`) with matplotlib, for a PNG.
+
+    The same boxes, lines and labels as :func:`reluscope.explain.render_svg` (1 pixel of the layout = 1/100 inch,
+    so ``to_png(fig, dpi=100)`` has the layout's size). Data: ``level``, ``sample``, ``width``, ``height`` and
+    ``labels`` (every label's text, in drawing order).
+    """
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    from matplotlib.patheffects import withStroke
+
+    from reluscope.explain import Box, Line
+
+    fig = Figure(figsize=(circuit.width / 100, circuit.height / 100))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, circuit.width)
+    ax.set_ylim(circuit.height, 0)
+    ax.axis("off")
+    halo = [withStroke(linewidth=3, foreground="white")]
+    labels: list[str] = []
+    for z, item in enumerate(circuit.items):
+        if isinstance(item, Box):
+            ax.add_patch(
+                FancyBboxPatch(
+                    (item.x, item.y),
+                    item.w,
+                    item.h,
+                    boxstyle="round,pad=0,rounding_size=6",
+                    facecolor=item.fill,
+                    edgecolor=item.stroke,
+                    linewidth=item.width * 0.75,
+                    linestyle="--" if item.dashed else "-",
+                    zorder=z,
+                )
+            )
+        elif isinstance(item, Line):
+            ax.add_patch(
+                FancyArrowPatch(
+                    (item.x1, item.y1),
+                    (item.x2, item.y2),
+                    arrowstyle="-|>,head_length=5,head_width=2.5" if item.arrow else "-",
+                    color=item.color,
+                    linewidth=item.width * 0.75,
+                    linestyle="--" if item.dashed else "-",
+                    shrinkA=0,
+                    shrinkB=0,
+                    zorder=z,
+                )
+            )
+        else:
+            labels.append(item.text)
+            ax.text(
+                item.x,
+                item.y,
+                item.text,
+                color=item.color,
+                fontsize=item.size * 0.72,
+                family="monospace",
+                fontweight="bold" if item.bold else "normal",
+                ha={"start": "left", "middle": "center", "end": "right"}[item.anchor],
+                va="baseline",
+                path_effects=halo,
+                zorder=z,
+            )
+    data = {
+        "level": circuit.level,
+        "sample": circuit.sample,
+        "width": circuit.width,
+        "height": circuit.height,
+        "labels": labels,
+    }
+    return Plot(fig, data)
