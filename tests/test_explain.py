@@ -487,7 +487,7 @@ def bad_weights(tmp_path):
         (["--reg", "-1"], "reg must be finite and >= 0"),
         (["--activation", "relux"], "unknown activation 'relux'"),
         (["--activation", "prelu"], "explain covers the activations"),
-        (["--format", "html"], "--format must be one of rich, markdown, json"),
+        (["--format", "pdf"], "--format must be one of rich, markdown, json, html, png"),
         (["--x", "1,nan,3", "--y", "0"], "NaN/inf"),
         (["--x", "1,2,3;4,5", "--y", "0,1"], "every sample needs the same number of features"),
         (["--x", "1,a,3", "--y", "0"], "is not a list of numbers"),
