@@ -322,3 +322,26 @@ def test_plot_circuit_draws_the_same_labels():
     assert plot.data["labels"] == [it.text for it in c.items if isinstance(it, Label)]
     assert plot.data["level"] == "scalar" and plot.data["sample"] == 0
     assert len(plot.figure.axes[0].patches) == sum(isinstance(it, Box | Line) for it in c.items)
+
+
+# The tutorial ---------------------------------------------------------------------------------------------------
+def test_tutorial_is_generated_from_the_commands_and_current(tmp_path):
+    """docs/tutorial.md is what docs/_tutorial_gen.py writes today (numbers to 4 significant digits of float64
+    work on 2-4 element vectors, so the text does not depend on the BLAS kernel); the figures exist."""
+    import importlib.util
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    spec = importlib.util.spec_from_file_location("_tutorial_gen", docs / "_tutorial_gen.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    text = gen.tutorial(tmp_path)
+    assert (tmp_path / "tutorial.md").read_text(encoding="utf-8") == text
+    for png in ("tutorial_circuit.png", "tutorial_matrix.png"):
+        assert (tmp_path / "images" / png).read_bytes().startswith(b"\x89PNG")
+        assert f"](images/{png})" in text
+    assert text == (docs / "tutorial.md").read_text(encoding="utf-8"), "run: python docs/_tutorial_gen.py"
+    d = explain().to_dict()
+    assert f"Columns {', '.join(map(str, d['gate']['dead_units']))}: exactly 0" in text
+    for cmd in re.findall(r"^\$ (reluscope .*)$", text, flags=re.M):  # every command shown parses
+        assert cmd.split()[1] in {"explain", "born-dead"}

@@ -397,8 +397,8 @@ def _scalar(ex: Explanation) -> Circuit:
     top = 78.0
     rows = max(D, H, C)
     node_w, node_h = 150.0, 62.0
-    cols = {"x": 90.0, "z": 520.0, "gate": 680.0, "h": 830.0, "s": 1250.0, "loss": 1440.0}
-    width = 1530.0
+    cols = {"x": 90.0, "z": 520.0, "gate": 680.0, "h": 830.0, "s": 1250.0, "loss": 1490.0}
+    width = 1580.0
     height = top + rows * row + 30.0
 
     def ys(count: int) -> list[float]:
@@ -462,7 +462,7 @@ def _scalar(ex: Explanation) -> Circuit:
     # Edges first, nodes on top.
     for i in range(D):
         for j in range(H):
-            t = 0.4 + 0.35 * (i / (D - 1) if D > 1 else 0.5)
+            t = 0.27  # near the source: edges from one node fan out, edges from different nodes are a row apart
             edge(
                 cols["x"] + node_w / 2,
                 yx[i],
@@ -476,7 +476,7 @@ def _scalar(ex: Explanation) -> Circuit:
             )
     for j in range(H):
         for c in range(C):
-            t = 0.4 + 0.35 * (j / (H - 1) if H > 1 else 0.5)
+            t = 0.27  # near the source: edges from one node fan out, edges from different nodes are a row apart
             edge(
                 cols["h"] + node_w / 2,
                 yh[j],
