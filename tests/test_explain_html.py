@@ -237,6 +237,17 @@ def test_notebook_representations_hold_the_same_values():
         assert fmt(v) in md
 
 
+def test_jupyter_display_formatter_picks_the_reprs():
+    """What a notebook cell does with the returned object: IPython's formatter calls the _repr_*_ methods."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    ex = explain(**TINY)
+    data, _ = formatters.DisplayFormatter().format(ex)
+    assert data["text/html"] == html_fragment(ex)
+    assert data["text/markdown"] == render_markdown(ex)
+    z = ex.step("z1").value[0]
+    assert all(f'data-value="{float(v)!r}"' in data["text/html"] for v in z)
+
+
 def test_write_html_is_atomic(tmp_path, monkeypatch):
     """A failure at the last moment (the rename) leaves the old file whole and no temp file behind."""
     out = tmp_path / "page.html"
