@@ -356,3 +356,19 @@ def test_tutorial_is_generated_from_the_commands_and_current(tmp_path):
     assert f"Columns {', '.join(map(str, d['gate']['dead_units']))}: exactly 0" in text
     for cmd in re.findall(r"^\$ (reluscope .*)$", text, flags=re.M):  # every command shown parses
         assert cmd.split()[1] in {"explain", "born-dead"}
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky", "elu", "sigmoid", "tanh"])
+@pytest.mark.parametrize(("inputs", "hidden", "classes", "samples"), [(1, 1, 2, 1), (4, 5, 4, 3), (2, 2, 2, 5)])
+def test_every_activation_and_tiny_shape_draws(activation, inputs, hidden, classes, samples):
+    ex = explain(inputs=inputs, hidden=hidden, classes=classes, samples=samples, activation=activation, reg=0.01)
+    c = circuit(ex, level="scalar")
+    statuses = [dict(it.attrs)["status"] for it in c.items if isinstance(it, Box) and "status" in dict(it.attrs)]
+    fired = ex.gate.fired[ex.column.sample]
+    closed = ex.gate.local_grad[ex.column.sample] == 0
+    assert statuses == ["passed" if f else "blocked" if z else "leaked" for f, z in zip(fired, closed, strict=True)]
+    if activation != "relu":
+        assert "blocked" not in statuses  # only ReLU closes the gate
+    for level in ("matrix", "scalar"):
+        ET.fromstring(render_svg(circuit(ex, level=level)))
+    assert render_html(ex).count("<svg") == 2
