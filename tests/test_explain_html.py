@@ -156,6 +156,8 @@ def test_matrix_circuit_of_a_large_net_shows_shapes_not_values():
     texts = [it.text for it in circuit(ex, level="matrix").items if isinstance(it, Label)]
     assert "z1 (10, 40)" in texts and "W1 (3, 40)" in texts
     assert not any(t.startswith("[") and t.count(" ") > 30 for t in texts)
+    carried = {dict(it.attrs)["name"] for it in circuit(ex, level="matrix").items if "values" in dict(it.attrs)}
+    assert carried.isdisjoint({"X", "W1", "z1", "dz1", "h", "dh", "dW1", "b1", "W2"}) and "b2" in carried
 
 
 @pytest.mark.parametrize("level", ["matrix", "scalar"])

@@ -222,7 +222,7 @@ class _Block:
 
     def draw(self, x: float, y: float) -> list[Item]:
         attrs: Attrs = (("role", self.role), ("name", self.name))
-        if self.value is not None:
+        if self.value is not None and _small(self.value):  # the numbers drawn, at full precision
             attrs += (("values", _values_attr(self.value)),)
         out: list[Item] = []
         for i, text in enumerate(self.lines()):
