@@ -260,10 +260,10 @@ def test_write_html_is_atomic(tmp_path, monkeypatch):
     ex = explain()
 
     def fail(*a, **k):
-        raise OSError("rename failed")
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.replace", fail)
-    with pytest.raises(OSError, match="rename failed"):
+    with pytest.raises(OSError, match="No space left on device"):
         write_html(out, ex)
     assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]
     monkeypatch.undo()
