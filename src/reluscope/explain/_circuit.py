@@ -432,10 +432,40 @@ def _scalar(ex: Explanation) -> Circuit:
             a: Attrs = (("node", name), ("role", role)) + ((("value", _num(number)),) if number is not None else ())
             items.append(Label(cx, cy - node_h / 2 + 31 + i * 14, text, color, anchor="middle", attrs=a))
 
-    def edge(x1: float, y1: float, x2: float, y2: float, t: float, w: float, dw: float, cut: bool, name: str) -> None:
+    # Where edge labels may not go: the node boxes, then every label already placed (x0, y0, x1, y1).
+    placed: list[tuple[float, float, float, float]] = [
+        (cols[k] - node_w / 2, y - node_h / 2, cols[k] + node_w / 2, y + node_h / 2)
+        for k, col_ys in (("x", yx), ("z", yh), ("h", yh), ("s", ys_))
+        for y in col_ys
+    ]
+
+    def overlap(r: tuple[float, float, float, float]) -> float:
+        return sum(
+            max(0.0, min(r[2], q[2]) - max(r[0], q[0])) * max(0.0, min(r[3], q[3]) - max(r[1], q[1])) for q in placed
+        )
+
+    def spot(x1: float, y1: float, x2: float, y2: float, width: float) -> tuple[float, float]:
+        """A point along the edge for a two-line label of ``width``: the first candidate (near the source, where
+        edges fan out) that overlaps nothing placed, else the least overlapping one."""
+        best: tuple[float, float, float] | None = None
+        for t in (0.27, 0.4, 0.55, 0.7, 0.2, 0.33, 0.47, 0.62, 0.78):
+            lx, ly = x1 + t * (x2 - x1), y1 + t * (y2 - y1)
+            rect = (lx - width / 2 - 2, ly - 15, lx + width / 2 + 2, ly + 14)
+            cost = overlap(rect)
+            if best is None or cost < best[0]:
+                best = (cost, lx, ly)
+            if cost == 0:
+                break
+        assert best is not None
+        _, lx, ly = best
+        placed.append((lx - width / 2 - 2, ly - 15, lx + width / 2 + 2, ly + 14))
+        return lx, ly
+
+    def edge(x1: float, y1: float, x2: float, y2: float, w: float, dw: float, cut: bool, name: str) -> None:
         color = B if cut else COLORS["wire"]
         items.append(Line(x1, y1, x2, y2, color, dashed=cut, arrow=True, attrs=(("edge", name),)))
-        lx, ly = x1 + t * (x2 - x1), y1 + t * (y2 - y1)
+        width = max(_text_width(f"{name} = {fmt(w)}", 11), _text_width(f"∂ {fmt(dw)}", 11))
+        lx, ly = spot(x1, y1, x2, y2, width)
         items.append(
             Label(
                 lx,
@@ -462,13 +492,11 @@ def _scalar(ex: Explanation) -> Circuit:
     # Edges first, nodes on top.
     for i in range(D):
         for j in range(H):
-            t = 0.27  # near the source: edges from one node fan out, edges from different nodes are a row apart
             edge(
                 cols["x"] + node_w / 2,
                 yx[i],
                 cols["z"] - node_w / 2,
                 yh[j],
-                t,
                 ex.params["W1"][i, j],
                 ex.column.dW[j, i],
                 status[j] == "blocked",
@@ -476,13 +504,11 @@ def _scalar(ex: Explanation) -> Circuit:
             )
     for j in range(H):
         for c in range(C):
-            t = 0.27  # near the source: edges from one node fan out, edges from different nodes are a row apart
             edge(
                 cols["h"] + node_w / 2,
                 yh[j],
                 cols["s"] - node_w / 2,
                 ys_[c],
-                t,
                 ex.params["W2"][j, c],
                 ex.column.dW2[j, c],
                 status[j] == "blocked",
