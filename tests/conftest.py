@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -25,3 +28,18 @@ def away_from_zero(rng: np.random.Generator):
         return x * rng.choice([-1.0, 1.0], size=shape)
 
     return make
+
+
+def import_torchvision():
+    """torchvision's models are pure Python; its C ops (nms, roi_align) are not needed here. PyPI's wheel links
+    CUDA libraries, so beside a CPU torch its op registrations fail at import: skip just that module."""
+    try:
+        import torchvision
+    except RuntimeError as e:
+        if "torchvision::" not in str(e):
+            raise
+        for k in [k for k in sys.modules if k.startswith("torchvision")]:
+            del sys.modules[k]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision
+    return torchvision

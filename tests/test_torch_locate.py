@@ -156,18 +156,42 @@ def test_parameters_and_non_rectifiers_are_not_sites() -> None:
     assert [(s.name, s.function) for s in find_sites(M(), _data(3, 2))] == [("relu6", "relu6")]
 
 
-def test_channels_last_and_sequences() -> None:
-    """(N, L, F) transformer-style activations: per feature with channels_last, per position counts kept."""
+def test_linear_on_tokens_reads_the_last_dim() -> None:
+    """(N, L, F) from a Linear: F units, every token of every sample is a sample, with or without channels_last."""
     model = nn.Sequential(nn.Linear(4, 6), nn.GELU())
     x = _data(5, 7, 4)
-    stats = scan(model, [x], channels_last=True, per_position=True)
-    assert stats.n_units("1") == 6 and stats.position_frequency("1").shape == (6, 1, 7)
-    pre = model[0](x).detach().permute(0, 2, 1).numpy()  # (N, F, L)
+    pre = model[0](x).detach()
     ref = ActivationStats()
-    ref.update("1", pre[:, :, None, :], model[1](model[0](x)).detach().permute(0, 2, 1).numpy()[:, :, None, :])
-    assert_same_stats(stats, ref)
-    by_dim1 = scan(model, [x])  # default: dim 1 (here the sequence) is the unit dimension
-    assert by_dim1.n_units("1") == 7
+    ref.update("1", pre.reshape(-1, 6).numpy(), model[1](pre).reshape(-1, 6).numpy())
+    for flag in (False, True):
+        stats = scan(model, [x], channels_last=flag, per_position=True)
+        assert_same_stats(stats, ref)
+        assert stats.n_samples("1") == 35 and stats.unit_axis("1") == 2 and stats.axis_source("1") == "linear"
+        assert stats.sample_shape("1") == (7,) and stats.describe_samples("1") == "5×7 positions"
+    by_user = scan(model, [x], unit_axis={"1": 1})  # the old rank rule, now only on request
+    assert by_user.n_units("1") == 7 and by_user.axis_source("1") == "user" and by_user.n_samples("1") == 5
+    (site,) = find_sites(model, x)
+    assert (site.unit_axis, site.axis_source, site.sample_shape, site.kind) == (2, "linear", (7,), "dense")
+
+
+def test_rule_applies_without_a_producer() -> None:
+    """A permuted tensor has no producer: dim 1 by the rule, the last dim with channels_last, recorded as "rule"."""
+
+    class Permuted(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.relu(x.permute(0, 2, 1))
+
+    x = _data(3, 4, 5)
+    stats = scan(Permuted(), [x])
+    assert stats.n_units("relu") == 5 and stats.axis_source("relu") == "rule" and stats.kind("relu") == "dense"
+    last = scan(Permuted(), [x], channels_last=True)
+    assert last.n_units("relu") == 4 and last.axis_source("relu") == "rule" and last.n_samples("relu") == 15
+    with pytest.raises(ValueError, match=r"dim 0 is the batch"):
+        scan(Permuted(), [x], unit_axis={"relu": 0})
+    with pytest.raises(ValueError, match=r"ran as no site.*'relu'"):
+        scan(Permuted(), [x], unit_axis={"nope": 1})
+    with pytest.raises(TypeError, match="unit_axis"):
+        scan(Permuted(), [x], unit_axis={"relu": "last"})  # type: ignore[dict-item]
 
 
 def test_per_channel_default_allows_varying_sizes() -> None:

@@ -34,14 +34,16 @@ __all__ = [
     "InputShapeOpt",
     "TorchDiagnosis",
     "TorchModelOpt",
+    "UnitAxisOpt",
     "WeightsOpt",
     "is_import_string",
     "load_torch_model",
     "parse_input_shape",
+    "parse_unit_axis",
     "torch_diagnosis",
 ]
 
-from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, WeightsOpt
+from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, UnitAxisOpt, WeightsOpt
 
 _IMPORT_STRING = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$")
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
@@ -63,6 +65,23 @@ def parse_input_shape(value: str | None) -> tuple[int, ...] | None:
     if not shape or min(shape) < 1:
         raise ValueError(f"--input-shape must be positive integers separated by commas, e.g. 1,8,8, got {value!r}")
     return shape
+
+
+def parse_unit_axis(values: Sequence[str] | None) -> dict[str, int] | None:
+    """``["mlp.1=-1"]`` -> ``{"mlp.1": -1}``; None/empty stays None. ValueError names the fix."""
+    if not values:
+        return None
+    out: dict[str, int] = {}
+    for value in values:
+        site, sep, axis = value.rpartition("=")
+        try:
+            number = int(axis)
+        except ValueError:
+            number = None
+        if not sep or not site or number is None:
+            raise ValueError(f"--unit-axis must look like SITE=AXIS (e.g. mlp.1=-1), got {value!r}")
+        out[site] = number
+    return out
 
 
 def _import_attr(spec: str, option: str) -> Any:
@@ -224,6 +243,8 @@ class TorchDiagnosis:
         Site name -> function name.
     uninstrumented : list[str]
         TorchScript sites inside control flow that could not be scanned (empty for eager models).
+    axes : dict[str, str]
+        Site name -> where its units are, e.g. ``"dim 2 (linear), 64×9 positions"``.
     """
 
     stats: ActivationStats
@@ -233,6 +254,7 @@ class TorchDiagnosis:
     activation: str
     functions: dict[str, str] = field(default_factory=dict)
     uninstrumented: list[str] = field(default_factory=list)
+    axes: dict[str, str] = field(default_factory=dict)
 
 
 def _array_batches(X: NDArray[Any], batch_size: int, shape: tuple[int, ...] | None, dtype: Any) -> Iterator[Any]:
@@ -274,6 +296,7 @@ def torch_diagnosis(
     input_shape: Sequence[int] | None = None,
     batch_size: int = 1024,
     device: str = "cpu",
+    unit_axis: dict[str, int] | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> TorchDiagnosis:
     """Load the model named by ``--torch-model`` (+ ``--weights``), scan the data, return the statistics.
@@ -292,6 +315,8 @@ def torch_diagnosis(
         How to call ``X`` in the report (e.g. ``"digits"``).
     device
         Where the model and batches go (``"cpu"``, ``"cuda:0"``).
+    unit_axis
+        ``{site: axis}`` overrides (``--unit-axis``), see :func:`reluscope.torch.scan`.
     progress
         ``progress(n_done, n_total)`` in samples (``n_total`` None when the loader does not say).
 
@@ -299,11 +324,11 @@ def torch_diagnosis(
     ------
     ValueError, TypeError, FileNotFoundError
         Bad option values, files that cannot be read, weights that do not fit, a model that fails on the data
-        (with the batch shape), or a model with no rectifier at all.
+        (with the batch shape), or a model with no rectifier among the functions it ran (the message lists them).
     """
     import torch
 
-    from reluscope.torch._scan import scan_with_sites, total_samples
+    from reluscope.torch import NoRectifierError, scan_with_sites, total_samples, uninstrumented_sites
 
     model = load_torch_model(torch_model, weights)
     try:
@@ -340,7 +365,9 @@ def torch_diagnosis(
             yield batch
 
     try:
-        stats, sites = scan_with_sites(model, watch(batches), device=dev, progress=report)
+        stats, sites = scan_with_sites(model, watch(batches), device=dev, progress=report, unit_axis=unit_axis)
+    except NoRectifierError as exc:
+        raise ValueError(f"{exc}; there is nothing reluscope can call dead") from None
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         got = f" on a batch of shape {shown[0]}" if shown else ""
@@ -348,18 +375,11 @@ def torch_diagnosis(
             f"the model failed{got}: {first}; flat dataset rows may need --input-shape (e.g. 1,8,8), or pass the "
             "data the model was built for (--data)"
         ) from None
-    if not stats.names:
-        raise ValueError(
-            f"found no ReLU-family nonlinearity in {type(model).__name__}(x) (relu, leaky_relu, gelu, silu, ...); "
-            "there are no units that can die"
-        )
     functions = {s.name: s.function for s in sites}
     relu_like = {"relu", "relu6", "hardtanh"}
     activation = next((f for f in functions.values() if f not in relu_like), "relu")
     uninstrumented: list[str] = []
     if isinstance(model, torch.jit.ScriptModule):
-        from reluscope.torch._script import uninstrumented_sites
-
         uninstrumented = uninstrumented_sites(model)
     n_params = sum(p.numel() for p in model.parameters())
     origin = torch_model if not Path(torch_model).is_file() else f"TorchScript {torch_model}"
@@ -372,4 +392,9 @@ def torch_diagnosis(
         activation=activation,
         functions=functions,
         uninstrumented=uninstrumented,
+        axes={
+            s.name: f"dim {s.unit_axis} ({s.axis_source}), {stats.describe_samples(s.name)}"
+            for s in sites
+            if s.name in stats
+        },
     )

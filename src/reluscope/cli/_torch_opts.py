@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["InputShapeOpt", "TorchModelOpt", "WeightsOpt"]
+__all__ = ["InputShapeOpt", "TorchModelOpt", "UnitAxisOpt", "WeightsOpt"]
 
 # ---------------------------------------------------------------------------------
 TorchModelOpt = Annotated[
@@ -33,6 +33,16 @@ InputShapeOpt = Annotated[
     typer.Option(
         "--input-shape",
         help="Per-sample input shape for --torch-model, e.g. 1,8,8: reshapes the dataset's flat feature rows.",
+        show_default=False,
+    ),
+]
+UnitAxisOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--unit-axis",
+        help="SITE=AXIS: the dimension holding the units at a site of --torch-model (repeatable), e.g. "
+        "--unit-axis mlp.1=-1. Without it the axis comes from the layer producing the values (Linear: last dim, "
+        "Conv: channels); the table's 'axis' column says which.",
         show_default=False,
     ),
 ]

@@ -18,7 +18,7 @@ from reluscope.cli._common import (
     friendly_errors,
     load_data,
 )
-from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, WeightsOpt
+from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, UnitAxisOpt, WeightsOpt
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -82,8 +82,11 @@ def render_worst_units(worst: list[dict[str, Any]]) -> Table:
     return table
 
 
-def dead_layer_message(stats: ActivationStats, activation: str = "relu") -> str | None:
-    """Plain words for the first layer that never fires on any sample, or None if every layer fires somewhere."""
+def dead_layer_message(stats: ActivationStats, activation: str = "relu", *, torch_model: bool = False) -> str | None:
+    """Plain words for the first layer that never fires on any sample, or None if every layer fires somewhere.
+
+    ``torch_model=True`` gives advice a PyTorch user can act on (reluscope.torch remedies, their own init code)
+    instead of ``reluscope train`` options."""
     for i, name in enumerate(stats.names):
         if not stats.all_dead(name):
             continue
@@ -93,6 +96,13 @@ def dead_layer_message(stats: ActivationStats, activation: str = "relu") -> str 
                 "through the negative side, so it can recover"
             )
         upstream = ", ".join(stats.names[:i]) if i else "the input layer"
+        if torch_model:
+            return (
+                f"site {name} is zero for every sample: nothing upstream of it gets a gradient through it "
+                f"({upstream}). If the model is untrained it was born dead: initialise the producing layer's bias "
+                "positive in your model code, or swap ReLU for LeakyReLU (reluscope.torch.swap_relu_to_leaky); "
+                "if it died in training, recycle its units with reluscope.torch.redo(model, optimizer, stats)"
+            )
         return (
             f"layer {name} is zero for every sample: the output is constant and nothing upstream can learn "
             f"(no gradient reaches {name} or {upstream}). If the network is untrained it was born dead: use a "
@@ -114,6 +124,7 @@ def diagnose(
     torch_model: TorchModelOpt = None,
     weights: WeightsOpt = None,
     input_shape: InputShapeOpt = None,
+    unit_axis: UnitAxisOpt = None,
     device: Annotated[
         str, typer.Option("--device", help="torch device for --torch-model, e.g. cpu or cuda:0.")
     ] = "cpu",
@@ -172,7 +183,7 @@ def diagnose(
     if torch_model is not None:
         if model is not None:
             raise ValueError("pass either MODEL (model.npz) or --torch-model, not both")
-        from reluscope.cli._torch_diagnose import is_import_string, parse_input_shape, torch_diagnosis
+        from reluscope.cli._torch_diagnose import is_import_string, parse_input_shape, parse_unit_axis, torch_diagnosis
 
         loader = data if is_import_string(data) else None
         X, name = None, data
@@ -192,17 +203,19 @@ def diagnose(
                 input_shape=parse_input_shape(input_shape),
                 batch_size=batch_size,
                 device=device,
+                unit_axis=parse_unit_axis(unit_axis),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         stats, activation, title, n_samples = res.stats, res.activation, res.model, res.n_samples
         extra["uninstrumented_sites"] = res.uninstrumented
+        extra["unit_axes"] = res.axes
     else:
         if model is None:
             raise ValueError(
                 "pass MODEL (a model.npz from `reluscope train --out`) or --torch-model pkg.module:factory"
             )
-        if weights is not None or input_shape is not None:
-            raise ValueError("--weights and --input-shape go with --torch-model")
+        if weights is not None or input_shape is not None or unit_axis:
+            raise ValueError("--weights, --input-shape and --unit-axis go with --torch-model")
         net = load_model(model)
         scaler = load_standardizer(model)
         ds = load_data(
@@ -228,7 +241,7 @@ def diagnose(
 
     summary = stats.summary(tau, nearly_dead)
     worst = stats.worst_units(top)
-    verdict = dead_layer_message(stats, activation)
+    verdict = dead_layer_message(stats, activation, torch_model=torch_model is not None)
     over = [row for row in summary if max_dead is not None and row["dead_fraction"] > max_dead]
     if as_json:
         report = {
@@ -248,6 +261,8 @@ def diagnose(
     else:
         out.print(f"{title} on {name}: {n_samples} samples")
         out.print(render_dead_table(stats, tau, nearly_dead))
+        for site, where in extra.get("unit_axes", {}).items():
+            out.print(f"  {site}: {stats.n_units(site)} units on {where}")
         if worst:
             out.print(render_worst_units(worst))
         if verdict is not None:

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 __all__ = ["ActivationStats"]
 
 _FORMAT = "reluscope.ActivationStats"
+_AXIS_SOURCES = ("linear", "conv", "rule", "user")
 _VERSION = 1
 # Row chunks keep temporaries (a bool mask, a float buffer) at most this many elements, and at most 4096 rows
 # (a uint16 count holds 65535; float32 column sums stay accurate to ~1e-6).
@@ -56,6 +57,10 @@ class _Site:
     abs_sum_lo: F64
     max_pre: F64
     position_fire_count: I64 | None
+    # where the units came from (torch adapter; None for numpy layers): see ActivationStats.unit_axis
+    unit_axis: int | None = None
+    axis_source: str | None = None
+    sample_shape: tuple[int, ...] | None = None
 
     @classmethod
     def empty(cls, shape: tuple[int, ...]) -> _Site:
@@ -82,6 +87,15 @@ class _Site:
     def positions(self) -> int:
         return 1 if len(self.shape) == 1 else self.shape[1] * self.shape[2]
 
+    def meta(self) -> dict[str, Any]:
+        if self.unit_axis is None:
+            return {}
+        return {
+            "unit_axis": self.unit_axis,
+            "axis_source": self.axis_source,
+            "sample_shape": None if self.sample_shape is None else list(self.sample_shape),
+        }
+
 
 def _two_sum_into(hi: F64, lo: F64, x: F64) -> None:
     """(hi, lo) += x exactly up to the rounding of ``lo`` (Knuth's TwoSum, elementwise, in place)."""
@@ -101,6 +115,12 @@ def _renormalise(hi: F64, lo: F64) -> None:
     err = lo - (s - hi)
     hi[...] = s
     lo[...] = err
+
+
+def _counters(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statistics of a to_dict() result without the descriptive unit-axis metadata (what == compares)."""
+    meta = {"unit_axis", "axis_source", "sample_shape"}
+    return [{k: v for k, v in site.items() if k not in meta} for site in d["sites"]]
 
 
 def _describe(x: Any) -> str:
@@ -311,6 +331,11 @@ class ActivationStats:
             if mine is None:
                 self._sites[name] = copy.deepcopy(theirs)
                 continue
+            if mine.unit_axis is None:
+                mine.unit_axis, mine.axis_source = theirs.unit_axis, theirs.axis_source
+                mine.sample_shape = theirs.sample_shape
+            elif theirs.unit_axis is not None and theirs.sample_shape != mine.sample_shape:
+                mine.sample_shape = None  # e.g. sequences of another length: positions per sample vary
             mine.n_samples += theirs.n_samples
             mine.fire_count += theirs.fire_count
             _two_sum_into(mine.abs_sum, mine.abs_sum_lo, theirs.abs_sum)
@@ -342,7 +367,7 @@ class ActivationStats:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ActivationStats):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        return _counters(self.to_dict()) == _counters(other.to_dict())
 
     def __repr__(self) -> str:
         parts = [f"{n}: {s.units} {s.kind} units, {s.n_samples} samples" for n, s in self._sites.items()]
@@ -362,6 +387,37 @@ class ActivationStats:
     def n_units(self, name: str) -> int:
         """Units (channels for conv sites) at ``name``."""
         return self._site(name).units
+
+    def unit_axis(self, name: str) -> int | None:
+        """The dimension of the site's activation tensor (batch = 0) holding its units, as chosen by the torch
+        adapter (``reluscope.torch``); None for statistics fed through :meth:`update`, where ``pre`` is already
+        ``(N, U)`` or ``(N, C, H, W)``."""
+        return self._site(name).unit_axis
+
+    def axis_source(self, name: str) -> str | None:
+        """Why that axis: ``"linear"`` (a Linear/matmul produced the values: last dim), ``"conv"`` (a Conv: dim
+        1), ``"rule"`` (no producer found: the fallback rule), ``"user"`` (an override); None without metadata."""
+        return self._site(name).axis_source
+
+    def sample_shape(self, name: str) -> tuple[int, ...] | None:
+        """Dimensions besides the batch that count as samples at this site: ``(9,)`` when each input gives 9 token
+        positions, ``()`` when a sample is one input; None when unknown or varying (sequences of any length)."""
+        return self._site(name).sample_shape
+
+    def describe_samples(self, name: str) -> str:
+        """What ``n_samples(name)`` counts, in words: ``"64 samples"`` or ``"64×9 positions"`` (inputs × token
+        positions each)."""
+        site = self._site(name)
+        n = site.n_samples
+        shape = site.sample_shape
+        if site.unit_axis is None or shape == ():
+            return f"{n} samples"
+        if shape is None:
+            return f"{n} positions (every index besides the units is a sample)"
+        per = math.prod(shape)
+        if per and n % per == 0:
+            return f"{n // per}×{'×'.join(map(str, shape))} positions"
+        return f"{n} positions"
 
     def kind(self, name: str) -> str:
         """``"dense"`` or ``"conv"``."""
@@ -438,7 +494,8 @@ class ActivationStats:
 
     def summary(self, tau: float = 0.1, nearly_dead_threshold: float = 0.01) -> list[dict[str, Any]]:
         """One plain dict per site, in order: name, kind, units, n_samples, dead, dead_fraction, nearly_dead,
-        median_fire_rate, dormant (count at ``tau``), dormant_fraction, tau, all_dead."""
+        median_fire_rate, dormant (count at ``tau``), dormant_fraction, tau, all_dead. The unit axis of torch
+        sites is in :meth:`unit_axis`, :meth:`axis_source` and :meth:`describe_samples`."""
         rows = []
         for name, site in self._sites.items():
             dead = int(np.count_nonzero(site.fire_count == 0))
@@ -509,6 +566,7 @@ class ActivationStats:
                     "position_fire_count": (
                         None if s.position_fire_count is None else s.position_fire_count.ravel().tolist()
                     ),
+                    **s.meta(),
                 }
             )
         return {"format": _FORMAT, "version": _VERSION, "sites": sites}
@@ -545,6 +603,13 @@ class ActivationStats:
                         else np.asarray(raw["position_fire_count"], dtype=np.int64).reshape(shape)
                     ),
                 )
+                if raw.get("unit_axis") is not None:  # optional (added later): old dicts load without it
+                    site.unit_axis = int(raw["unit_axis"])
+                    site.axis_source = str(raw.get("axis_source"))
+                    if site.axis_source not in _AXIS_SOURCES:
+                        raise ValueError(f"axis_source must be one of {_AXIS_SOURCES}, got {site.axis_source!r}")
+                    ss = raw.get("sample_shape")
+                    site.sample_shape = None if ss is None else tuple(int(v) for v in ss)
                 for field_name in ("fire_count", "abs_sum", "abs_sum_lo", "max_pre"):
                     if getattr(site, field_name).shape != (units,):
                         raise ValueError(f"{field_name} must have {units} entries")

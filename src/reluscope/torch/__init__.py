@@ -7,8 +7,11 @@ calls (``F.relu``, ``torch.relu``) and tensor methods (``x.relu_()``), in-place 
 ``TorchFunctionMode`` (no tracing: data-dependent control flow is fine). A site is named by the executing module's
 path (``features.2``), plus the function for calls in a module's own code (``block.relu``, ``gelu`` at the top),
 plus ``#k`` for the k-th call of that name in one forward pass (a reused ``act`` module gives ``act``, ``act#2``).
-A unit fires when its pre-activation is > 0, for GELU/SiLU too. ``(N, U)`` outputs are per feature,
-``(N, C, H, W)`` per channel (``per_position=True`` keeps per-position counts).
+Rectifiers are found by what they compute (``clamp(min=0)``, ``maximum(x, 0)``, ``threshold(x, 0, 0)``,
+``hardtanh(0, 6)`` too; your own with :func:`register_rectifier`). A unit fires when its pre-activation is > 0, for
+GELU/SiLU too. The unit axis comes from the layer producing the values: a Linear's last dimension (tokens are
+samples), a Conv's channels (``per_position=True`` keeps per-position counts); ``unit_axis={site: axis}``
+overrides it. ``torch.compile``d modules are scanned and monitored through their eager ``_orig_mod``.
 
 >>> from reluscope.torch import scan, monitor, all_reduce
 >>> stats = scan(model, loader)                     # exact per-unit counts over the whole dataset
@@ -23,24 +26,39 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised by a test that hides torch
     raise ImportError("reluscope.torch needs PyTorch: pip install 'reluscope[torch]'") from _exc
 
+from reluscope.torch._batches import total_samples
 from reluscope.torch._cbp import ContinualBackprop
 from reluscope.torch._dist import all_reduce
-from reluscope.torch._locate import RECTIFIER_FUNCTIONS, RECTIFIER_MODULES, Site, find_sites
+from reluscope.torch._locate import (
+    AXIS_SOURCES,
+    RECTIFIER_FUNCTIONS,
+    RECTIFIER_MODULES,
+    NoRectifierError,
+    RectifierRegistration,
+    Site,
+    find_sites,
+    is_compiled,
+    register_rectifier,
+)
 from reluscope.torch._models import from_mlp
 from reluscope.torch._monitor import Monitor, monitor
 from reluscope.torch._redo import ReDoPlan, ReDoSchedule, SitePlan, StructureError, redo, redo_plan
-from reluscope.torch._scan import Progress, scan
+from reluscope.torch._scan import Progress, scan, scan_with_sites
+from reluscope.torch._script import uninstrumented_sites
 from reluscope.torch._shrink import ShrinkPerturb, shrink_perturb
 from reluscope.torch._swap import SwapReport, swap_relu_to_leaky
 
 __all__ = [
+    "AXIS_SOURCES",
     "RECTIFIER_FUNCTIONS",
     "RECTIFIER_MODULES",
     "ContinualBackprop",
     "Monitor",
+    "NoRectifierError",
     "Progress",
     "ReDoPlan",
     "ReDoSchedule",
+    "RectifierRegistration",
     "ShrinkPerturb",
     "Site",
     "SitePlan",
@@ -49,10 +67,15 @@ __all__ = [
     "all_reduce",
     "find_sites",
     "from_mlp",
+    "is_compiled",
     "monitor",
     "redo",
     "redo_plan",
+    "register_rectifier",
     "scan",
+    "scan_with_sites",
     "shrink_perturb",
     "swap_relu_to_leaky",
+    "total_samples",
+    "uninstrumented_sites",
 ]

@@ -25,13 +25,37 @@ Names depend on the code path taken, not on the data values, except when control
 another call of the same name (then the later one is numbered differently in that pass); give such calls their
 own modules to keep them apart.
 
-Which values count
-------------------
-The first dimension is the sample dimension. ``(N, U)`` outputs (``nn.Linear``) are per feature. ``(N, C, H, W)``
-(``nn.Conv2d``, ``BatchNorm2d``) are per channel: a channel fires on a sample when any position is > 0; the
-per-position fire counts are kept too (``per_position=True``). Other ``(N, C, *S)`` shapes are treated like conv
-outputs (``channels_last=True`` reads ``(N, *S, C)``, e.g. a transformer's ``(N, L, F)``). A 1-D tensor is one
-unbatched sample. Calls on ``nn.Parameter`` tensors (e.g. ``F.relu(self.scale)``) are not sites.
+Which rectifiers
+----------------
+Rectifiers are recognised by what they compute, not by their name: ``relu``/``relu_``, ``clamp(min=0)``,
+``clamp_min(0)``, ``clamp(0, None)``, ``x.clamp(0)``, ``clip(min=0)`` and their in-place forms,
+``maximum``/``max`` with an all-zero other operand, ``threshold(x, 0, 0)`` (``nn.Threshold(0, 0)``) all compute
+``max(x, 0)`` and are sites of function ``"relu"`` (named after the call: ``block.clamp``, ``maximum``);
+``hardtanh(0, c)``, ``relu6`` and ``clamp(0, c)`` are ``"relu6"`` (c = 6) or ``"hardtanh"``; leaky/randomised/
+parametric ReLU, ELU, CELU, SELU, GELU, SiLU, Mish and Hardswish are found by their functions. A clamp with another
+lower bound (``clamp(min=0.5)``) is not a rectifier. Whether a tensor operand of ``maximum``/``clamp`` is zero is
+known without a device sync when it was made in the forward pass (``zeros_like``, ``zeros``, ``new_zeros``);
+another tensor (a buffer) is checked once per version of it. Anything else (your own function or module) is
+registered with :func:`register_rectifier`.
+
+Which axis holds the units
+--------------------------
+The unit axis of a site comes from the layer that produced its pre-activation, followed back through
+shape-preserving calls (BatchNorm/LayerNorm/GroupNorm, dropout, residual ``+``, scaling):
+
+- ``nn.Linear`` / ``F.linear`` / ``matmul`` / ``@`` / ``bmm``: the **last** dimension, whatever the rank. Every
+  other index is a sample: a transformer MLP's ``(N, L, F)`` is F units over N*L token positions
+  (``axis_source="linear"``);
+- ``Conv1d/2d/3d`` (and transposed): dimension 1 (channels), whatever the memory format (channels-last tensors are
+  still ``(N, C, *S)`` logically); a channel fires on a sample when any of its positions is > 0, and the
+  per-position fire counts are kept with ``per_position=True`` (``axis_source="conv"``);
+- no producer found (a reshape, a permute, an input): the **rule**: dimension 1 of an ``(N, U)`` or
+  ``(N, C, *S)`` tensor, or the last dimension with ``channels_last=True`` (``axis_source="rule"``);
+- ``unit_axis={"site": axis}`` overrides any of them (``axis_source="user"``).
+
+Axis 1 of a tensor of rank >= 3 is read per channel (positions reduced within a sample); any other axis is read
+with every index of the other dimensions as a sample. A 1-D tensor is one unbatched sample. Calls on
+``nn.Parameter`` tensors (e.g. ``F.relu(self.scale)``) are not sites.
 
 A unit *fires* when its pre-activation is > 0, for every function here, not only ReLU: GELU, SiLU, Mish,
 Hardswish, ELU, SELU, CELU, leaky/randomised/parametric ReLU are all positive exactly where their input is
@@ -44,10 +68,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -58,9 +83,19 @@ from torch.overrides import TorchFunctionMode
 
 from reluscope.diagnose import ActivationStats
 
-__all__ = ["RECTIFIER_FUNCTIONS", "RECTIFIER_MODULES", "Site", "find_sites"]
+__all__ = [
+    "AXIS_SOURCES",
+    "RECTIFIER_FUNCTIONS",
+    "RECTIFIER_MODULES",
+    "NoRectifierError",
+    "RectifierRegistration",
+    "Site",
+    "find_sites",
+    "register_rectifier",
+]
 
-# Activation modules named by their own path (no ".relu" suffix). Hardtanh counts when min_val == 0 (ReLU6 is one).
+# Activation modules named by their own path (no ".relu" suffix). Hardtanh counts when min_val == 0 (ReLU6 is one),
+# Threshold when threshold == value == 0.
 RECTIFIER_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU,
     nn.ReLU6,
@@ -75,8 +110,12 @@ RECTIFIER_MODULES: tuple[type[nn.Module], ...] = (
     nn.Mish,
     nn.Hardswish,
     nn.Hardtanh,
+    nn.Threshold,
 )
 
+AXIS_SOURCES = ("linear", "conv", "rule", "user")
+"""Where a site's unit axis came from: the producing Linear/matmul, the producing Conv, the fallback rule, or the
+``unit_axis=`` override."""
 # function name -> the objects the TorchFunctionMode may see for it (functional, torch.*, torch._C._nn.*, methods)
 _FUNCTION_NAMES: dict[str, tuple[str, ...]] = {
     "relu": ("F.relu", "torch.relu", "torch.relu_", "Tensor.relu", "Tensor.relu_"),
@@ -143,7 +182,160 @@ def _build_table() -> dict[Any, str]:
 
 _TABLE = _build_table()
 RECTIFIER_FUNCTIONS: frozenset[str] = frozenset(_FUNCTION_NAMES)
-"""Names of the nonlinearities found (``hardtanh`` only with ``min_val == 0``, i.e. ReLU6-like)."""
+"""The ``Site.function`` values of built-in rectifiers (``hardtanh`` only with ``min_val == 0``, i.e. ReLU6-like;
+``relu`` also for ``clamp(min=0)``, ``maximum(x, 0)``, ``threshold(x, 0, 0)``)."""
+
+# Other spellings of max(x, 0): call name -> the objects the mode may see for it. Which of their calls are
+# rectifiers depends on the arguments (see _spelled).
+_SPELLING_NAMES: dict[str, tuple[str, ...]] = {
+    "clamp": (
+        "torch.clamp",
+        "torch.clamp_",
+        "torch.clip",
+        "torch.clip_",
+        "Tensor.clamp",
+        "Tensor.clamp_",
+        "Tensor.clip",
+        "Tensor.clip_",
+    ),
+    "clamp_min": ("torch.clamp_min", "torch.clamp_min_", "Tensor.clamp_min", "Tensor.clamp_min_"),
+    "maximum": ("torch.maximum", "Tensor.maximum", "torch.max", "Tensor.max", "torch.fmax", "Tensor.fmax"),
+    "threshold": ("F.threshold", "F.threshold_", "torch.threshold", "torch.threshold_", "_nn.threshold"),
+}
+_SPELLINGS: dict[Any, str] = {}
+for _kind, _names in _SPELLING_NAMES.items():
+    for _dotted in _names:
+        _fn = _resolve(_dotted)
+        if _fn is not None:
+            _SPELLINGS[_fn] = _kind
+
+# Producers of unit axes and the shape-preserving calls that keep their producer's axis (matched by function name)
+_LINEAR_PRODUCERS = frozenset(
+    {"linear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "addmm", "baddbmm", "bilinear"}
+)
+_CONV_PRODUCERS = frozenset(
+    {
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "convolution",
+        "_convolution",
+    }
+)
+_KEEP_AXIS = frozenset(
+    {
+        "batch_norm",
+        "layer_norm",
+        "group_norm",
+        "instance_norm",
+        "rms_norm",
+        "dropout",
+        "dropout1d",
+        "dropout2d",
+        "dropout3d",
+        "alpha_dropout",
+        "feature_alpha_dropout",
+        "add",
+        "add_",
+        "__add__",
+        "__iadd__",
+        "__radd__",
+        "sub",
+        "sub_",
+        "__sub__",
+        "__isub__",
+        "mul",
+        "mul_",
+        "__mul__",
+        "__imul__",
+        "__rmul__",
+        "div",
+        "div_",
+        "__truediv__",
+        "__itruediv__",
+        "contiguous",
+        "clone",
+        "to",
+        "float",
+        "double",
+        "half",
+        "bfloat16",
+    }
+)
+_ZERO_FACTORIES = frozenset({"zeros", "zeros_like", "new_zeros"})
+_AXIS_TAG = "_reluscope_axis"
+_ZERO_TAG = "_reluscope_zero"
+# names of attribute access and of the mode's own bookkeeping: not shown in the list of executed functions
+_NOT_SHOWN = frozenset({"__get__", "__set__", "__getitem__", "__setitem__", "__len__", "__format__", "__repr__"})
+
+
+def _is_zero(v: Any) -> bool:
+    """True when ``v`` is the number 0 or a tensor of zeros (one device sync per new tensor version, cached)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, numbers.Number):
+        return v == 0
+    if not isinstance(v, Tensor) or v.numel() == 0:
+        return False
+    try:
+        version: int | None = v._version
+    except RuntimeError:  # inference tensors have no version counter
+        version = None
+    tag = getattr(v, _ZERO_TAG, None)
+    if tag is not None and version is not None and tag[0] == version:
+        return bool(tag[1])
+    zero = bool((v == 0).all())  # a sync, once per version of this tensor
+    if version is not None:
+        setattr(v, _ZERO_TAG, (version, zero))
+    return zero
+
+
+def _upper_label(hi: Any) -> str | None:
+    """The label of a clamp/hardtanh with lower bound 0 and upper bound ``hi`` (None: unbounded)."""
+    if hi is None:
+        return "relu"
+    if isinstance(hi, numbers.Real) and not isinstance(hi, bool):
+        if hi == math.inf:
+            return "relu"
+        if hi > 0:
+            return "relu6" if hi == 6 else "hardtanh"
+    return None
+
+
+def _spelled(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any] | None:
+    """(label, pre-activation) when a clamp/maximum/threshold call computes a rectifier, else None."""
+    x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    if kind == "clamp":
+        lo = args[1] if len(args) > 1 else kwargs.get("min")
+        hi = args[2] if len(args) > 2 else kwargs.get("max")
+        if lo is None or not _is_zero(lo):
+            return None
+        if isinstance(lo, Tensor) and lo.numel() != 1:
+            return None
+        label = _upper_label(hi)
+        return None if label is None else (label, x)
+    if kind == "clamp_min":
+        lo = args[1] if len(args) > 1 else kwargs.get("min")
+        if lo is None or not _is_zero(lo) or (isinstance(lo, Tensor) and lo.numel() != 1):
+            return None
+        return "relu", x
+    if kind == "maximum":
+        other = args[1] if len(args) > 1 else kwargs.get("other")
+        if not (isinstance(x, Tensor) and isinstance(other, Tensor)):
+            return None  # torch.max(x) / torch.max(x, dim): reductions
+        for value, zero in ((x, other), (other, x)):
+            if value.shape == torch.broadcast_shapes(value.shape, zero.shape) and _is_zero(zero):
+                return "relu", value
+        return None
+    # threshold(input, threshold, value, inplace=False): y = x if x > threshold else value
+    th = args[1] if len(args) > 1 else kwargs.get("threshold")
+    value = args[2] if len(args) > 2 else kwargs.get("value")
+    if th is None or value is None or not (_is_zero(th) and _is_zero(value)):
+        return None
+    return "relu", x
 
 
 def _hardtanh_label(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -153,42 +345,6 @@ def _hardtanh_label(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None
     if lo != 0:
         return None
     return "relu6" if hi == 6 else "hardtanh"
-
-
-@dataclass(frozen=True)
-class Site:
-    """One call site of a rectifier-family nonlinearity found by :func:`find_sites`.
-
-    Attributes
-    ----------
-    name : str
-        The statistics name: ``"features.2"``, ``"block1.relu"``, ``"act#2"``.
-    function : str
-        ``"relu"``, ``"gelu"``, ``"leaky_relu"``, ... (see :data:`RECTIFIER_FUNCTIONS`).
-    module : str
-        Path of the module executing the call (``""`` for the model itself).
-    call : int
-        1 for the first call of this name in a forward pass, 2 for the second, ...
-    kind : str
-        ``"dense"`` (per feature) or ``"conv"`` (per channel, positions reduced).
-    shape : tuple[int, ...]
-        Per-sample shape of the pre-activation as recorded: ``(U,)`` or ``(C, *S)``.
-    """
-
-    name: str
-    function: str
-    module: str
-    call: int
-    kind: str
-    shape: tuple[int, ...]
-
-    @property
-    def units(self) -> int:
-        """Units (features, or channels for conv sites)."""
-        return self.shape[0]
-
-
-_Pending = tuple[int, Tensor, "Tensor | None", "Tensor | None"]
 
 
 # Device-side accumulators -------------------------------------------------------------------------------------------
@@ -209,21 +365,221 @@ def _renormalise_(hi: Tensor, lo: Tensor) -> None:
     lo.copy_(err)
 
 
+# Custom rectifiers ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Custom:
+    label: str
+    fires: float
+
+
+_CUSTOM_FUNCTIONS: dict[Any, _Custom] = {}
+_CUSTOM_MODULES: dict[type[nn.Module], _Custom] = {}
+
+
+class RectifierRegistration:
+    """What :func:`register_rectifier` returns: ``function`` to call in the model, ``remove()`` to unregister.
+
+    ``remove()`` is idempotent; ``with register_rectifier(...) as reg:`` unregisters on exit.
+    """
+
+    def __init__(self, target: Any, function: Any, custom: _Custom) -> None:
+        self.target = target
+        self.function = function
+        self.label = custom.label
+        self.fires = custom.fires
+        self._removed = False
+
+    def remove(self) -> None:
+        if self._removed:
+            return
+        self._removed = True
+        if isinstance(self.target, type):
+            _CUSTOM_MODULES.pop(self.target, None)
+        else:
+            _CUSTOM_FUNCTIONS.pop(self.function, None)
+
+    def __enter__(self) -> RectifierRegistration:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        state = "removed" if self._removed else "registered"
+        return f"RectifierRegistration({self.label!r}, fires > {self.fires:g}, {state})"
+
+
+def _torch_visible(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` wrapped so that a TorchFunctionMode sees its calls (like a torch function) with its tensor args."""
+    import functools
+
+    from torch.overrides import handle_torch_function, has_torch_function
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        tensors = tuple(a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
+        if tensors and has_torch_function(tensors):
+            return handle_torch_function(wrapped, tensors, *args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def register_rectifier(
+    target: Callable[..., Any] | type[nn.Module], *, fires: float = 0.0, name: str | None = None
+) -> RectifierRegistration:
+    """Make reluscope count a rectifier it cannot recognise: your own function or ``nn.Module`` class.
+
+    Parameters
+    ----------
+    target
+        - an ``nn.Module`` subclass: every instance in a scanned/monitored model is a site, named by its path; its
+          first positional argument is the pre-activation, its output the activation (calls inside it are not
+          sites of their own);
+        - a torch function (``torch.sigmoid``, an op): its calls are sites;
+        - a Python function ``f(x, ...)``: TorchFunctionModes cannot see plain Python functions, so use the
+          returned ``registration.function`` (a wrapper with the same behaviour) in the model, e.g.
+          ``act = register_rectifier(my_act).function``.
+    fires
+        A unit fires when its pre-activation is > ``fires`` (0 for max(x, 0)-like functions; 1.0 for
+        ``max(x - 1, 0)``). The recorded pre-activation is ``x - fires``, so "dead" keeps meaning "never > 0".
+    name
+        The site label (``Site.function``); default: the function's ``__name__`` or the class name in lower case.
+
+    Returns
+    -------
+    RectifierRegistration
+        ``.function`` (what to call), ``.remove()`` (idempotent), a context manager.
+
+    Raises
+    ------
+    TypeError
+        ``target`` is neither callable nor an ``nn.Module`` subclass, ``fires`` is not a finite number.
+    """
+    if isinstance(fires, bool) or not isinstance(fires, numbers.Real) or not math.isfinite(fires):
+        raise TypeError(f"fires must be a finite number (a unit fires where pre-activation > fires), got {fires!r}")
+    if isinstance(target, type):
+        if not issubclass(target, nn.Module):
+            raise TypeError(f"target must be an nn.Module subclass or a function, got the class {target.__name__}")
+        custom = _Custom(name or target.__name__.lower(), float(fires))
+        _CUSTOM_MODULES[target] = custom
+        return RectifierRegistration(target, target, custom)
+    if not callable(target):
+        raise TypeError(f"target must be a function or an nn.Module subclass, got {type(target).__name__}")
+    label = name or getattr(target, "__name__", "custom").strip("_") or "custom"
+    custom = _Custom(label, float(fires))
+    is_torch = (
+        target in _TABLE
+        or target in _SPELLINGS
+        or type(target).__name__ in ("builtin_function_or_method", "method_descriptor", "OpOverload")
+        or getattr(target, "__module__", "").startswith("torch")
+    )
+    function = target if is_torch else _torch_visible(target)
+    _CUSTOM_FUNCTIONS[function] = custom
+    return RectifierRegistration(target, function, custom)
+
+
+class NoRectifierError(ValueError):
+    """No rectifier site ran. The message lists what did run and how to register a custom rectifier."""
+
+    def __init__(self, model: str, functions: list[str]) -> None:
+        self.functions = functions
+        shown = ", ".join(functions[:20]) + (f", ... ({len(functions) - 20} more)" if len(functions) > 20 else "")
+        saw = (
+            f"saw {len(functions)} torch functions, none of them a rectifier: {shown}"
+            if functions
+            else "saw no torch function at all (does its forward run in C++ or outside torch?)"
+        )
+        super().__init__(
+            f"found no rectifier in {model}(x): reluscope {saw}. If one of them, or your own function or module, "
+            "acts as a rectifier, register it: reluscope.torch.register_rectifier(fn_or_module_class, fires=0.0)"
+        )
+
+
+@dataclass(frozen=True)
+class Site:
+    """One call site of a rectifier-family nonlinearity found by :func:`find_sites`.
+
+    Attributes
+    ----------
+    name : str
+        The statistics name: ``"features.2"``, ``"block1.relu"``, ``"act#2"``.
+    function : str
+        ``"relu"``, ``"gelu"``, ``"leaky_relu"``, ... (see :data:`RECTIFIER_FUNCTIONS`), or a registered label.
+    module : str
+        Path of the module executing the call (``""`` for the model itself).
+    call : int
+        1 for the first call of this name in a forward pass, 2 for the second, ...
+    kind : str
+        ``"dense"`` (per unit, every non-unit index a sample) or ``"conv"`` (per channel, positions reduced).
+    shape : tuple[int, ...]
+        Per-sample shape as recorded: ``(U,)`` or ``(C, *S)``.
+    unit_axis : int
+        The dimension of the rectifier's input tensor (batch dimension 0 included) that holds the units.
+    axis_source : str
+        ``"linear"``, ``"conv"``, ``"rule"`` or ``"user"`` (see :data:`AXIS_SOURCES`).
+    sample_shape : tuple[int, ...] | None
+        Dimensions besides the batch that count as samples: ``(9,)`` for ``(N, 9, F)`` token activations,
+        ``()`` when a sample is one batch row, None when it varied between calls.
+    """
+
+    name: str
+    function: str
+    module: str
+    call: int
+    kind: str
+    shape: tuple[int, ...]
+    unit_axis: int = 1
+    axis_source: str = "rule"
+    sample_shape: tuple[int, ...] | None = ()
+
+    @property
+    def units(self) -> int:
+        """Units (features, or channels for conv sites)."""
+        return self.shape[0]
+
+
+_Pending = tuple[int, Tensor, "Tensor | None", "Tensor | None"]
+
+
 class _SiteAcc:
     """Per-site counters, kept on the device of the activations; no host sync until :meth:`to_dict`.
 
     ``n_seen``/``run_max`` cover every recorded pass (cheap or full); the others only the fully counted passes.
+    The layout (which axis holds the units, what a sample is) is fixed when the site is first seen.
     """
 
-    def __init__(self, name: str, function: str, module: str, call: int, shape: tuple[int, ...], ref: Tensor):
+    def __init__(
+        self,
+        name: str,
+        function: str,
+        module: str,
+        call: int,
+        x: Tensor,
+        *,
+        axis: int,
+        source: str,
+        per_position: bool,
+        fires: float = 0.0,
+    ):
         self.name = name
         self.function = function
         self.module = module
         self.call = call
-        self.shape = shape  # (U,) or (C, *S) when positions are kept; (C,) conv without positions is dense
-        self.conv_positions = len(shape) > 1
-        units = shape[0]
-        dev = ref.device
+        self.axis = axis
+        self.axis_source = source
+        self.fires = fires
+        self.ndim = x.ndim
+        self.conv = x.ndim >= 3 and axis == 1  # per channel, positions reduced within a sample
+        self.sample_shape: tuple[int, ...] | None = self._sample_shape(x)
+        units = int(x.shape[axis])
+        pre = self.layout(x)
+        # (U,) or (C, *S) when positions are kept; (C,) conv without positions is dense
+        self.shape: tuple[int, ...] = tuple(pre.shape[1:]) if (self.conv and per_position) else (units,)
+        self.conv_positions = len(self.shape) > 1
+        dev = x.device
         self.device = dev
         self.n_seen = 0
         self.n_full = 0
@@ -232,8 +588,41 @@ class _SiteAcc:
         self.fire_count = torch.zeros(units, dtype=torch.int64, device=dev)
         self.abs_hi = torch.zeros(units, dtype=torch.float64, device=dev)
         self.abs_lo = torch.zeros(units, dtype=torch.float64, device=dev)
-        self.pos_count = torch.zeros(shape, dtype=torch.int64, device=dev) if self.conv_positions else None
+        self.pos_count = torch.zeros(self.shape, dtype=torch.int64, device=dev) if self.conv_positions else None
         self._buffers: dict[str, Tensor] = {}  # reused work buffers, not statistics
+
+    def _sample_shape(self, x: Tensor) -> tuple[int, ...]:
+        if x.ndim <= 2 or self.conv:
+            return ()
+        return tuple(int(s) for i, s in enumerate(x.shape) if i not in (0, self.axis))
+
+    def layout(self, t: Tensor) -> Tensor:
+        """(rows, U) or (N, C, *S) view of an activation tensor of this site."""
+        if t.ndim == 1:
+            return t.unsqueeze(0)
+        if self.conv or (t.ndim == 2 and self.axis == 1):
+            return t
+        if self.axis != t.ndim - 1:
+            t = t.movedim(self.axis, -1)
+        return t.reshape(-1, t.shape[-1])
+
+    def check(self, x: Tensor) -> None:
+        """Raise if ``x`` does not fit this site's layout; note a varying number of positions per sample."""
+        units = self.shape[0]
+        if x.ndim != self.ndim or int(x.shape[self.axis]) != units:
+            raise ValueError(
+                f"site {self.name!r} ({self.function} in {self.module or 'the model'}): its activations changed "
+                f"from rank {self.ndim} with {units} units on dim {self.axis} to shape {tuple(x.shape)}; another "
+                "call took this site's name (data-dependent control flow skipped an earlier call): move it into its "
+                "own module"
+            )
+        if self.conv_positions and tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"site {self.name!r} ({self.function} in {self.module or 'the model'}): per-sample shape changed "
+                f"from {self.shape} to {tuple(x.shape[1:])}. Inputs of varying spatial size need per_position=False"
+            )
+        if self.sample_shape and self._sample_shape(x) != self.sample_shape:
+            self.sample_shape = None  # e.g. sequences of varying length: still exact, only the description changes
 
     def buffer(self, key: str, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype) -> Tensor:
         """A work buffer of ``shape`` (rows may be fewer than allocated), reused between batches.
@@ -258,7 +647,17 @@ class _SiteAcc:
 
     def site(self) -> Site:
         kind = "conv" if self.conv_positions else "dense"
-        return Site(self.name, self.function, self.module, self.call, kind, self.shape)
+        return Site(
+            self.name,
+            self.function,
+            self.module,
+            self.call,
+            kind,
+            self.shape,
+            self.axis,
+            self.axis_source,
+            self.sample_shape,
+        )
 
     def stats_shape(self) -> tuple[int, ...]:
         """The ActivationStats shape: (U,) dense or (C, H, W) with the spatial dims folded into two."""
@@ -303,6 +702,9 @@ class _SiteAcc:
             "abs_sum_lo": lo.tolist(),
             "max_pre": [v if math.isfinite(v) else None for v in max_pre.tolist()],
             "position_fire_count": pos,
+            "unit_axis": self.axis,
+            "axis_source": self.axis_source,
+            "sample_shape": None if self.sample_shape is None else list(self.sample_shape),
         }
 
 
@@ -312,7 +714,26 @@ def stats_from_accs(accs: list[_SiteAcc], *, window: bool = False) -> Activation
     return ActivationStats.from_dict({"format": "reluscope.ActivationStats", "version": 1, "sites": sites})
 
 
-# The recorder ----------------------------------------------------------------------------------------------------
+def _func_name(func: Any) -> str:
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str):
+        name = type(func).__name__
+    return name
+
+
+def _check_unit_axis(unit_axis: Any) -> dict[str, int]:
+    if unit_axis is None:
+        return {}
+    if not isinstance(unit_axis, Mapping):
+        raise TypeError(f"unit_axis must be a dict {{site name: axis}}, e.g. {{'mlp.1': -1}}, got {unit_axis!r}")
+    out: dict[str, int] = {}
+    for key, value in unit_axis.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"unit_axis maps site names to integer axes, e.g. {{'mlp.1': -1}}, got {key!r}: {value!r}")
+        out[key] = int(value)
+    return out
+
+
 class _Recorder(TorchFunctionMode):
     """A TorchFunctionMode that turns every rectifier call into per-site counter updates.
 
@@ -320,15 +741,43 @@ class _Recorder(TorchFunctionMode):
     recording), then run the forward with the mode active.
     """
 
-    def __init__(self, model: nn.Module, *, per_position: bool, channels_last: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        per_position: bool,
+        channels_last: bool = False,
+        unit_axis: Mapping[str, int] | None = None,
+    ) -> None:
         super().__init__()
         # id -> (module, path); the module is kept to guard against id reuse
         self._paths: dict[int, tuple[nn.Module, str]] = {id(m): (m, p) for p, m in model.named_modules()}
         self.per_position = per_position
         self.channels_last = channels_last
+        self.unit_axis = _check_unit_axis(unit_axis)
         self.accs: dict[str, _SiteAcc] = {}
         self.full = True
+        self.seen: dict[str, None] = {}  # names of the torch functions executed, in order (an ordered set)
         self._calls: dict[str, int] = {}
+        self._names: dict[Any, str] = {}
+        self._on = False
+        self._inside_custom = 0
+        self._hooks = []
+        for m in model.modules():
+            custom = _CUSTOM_MODULES.get(type(m))
+            if custom is not None:
+                self._hooks.append(m.register_forward_pre_hook(self._custom_pre))
+                self._hooks.append(m.register_forward_hook(self._custom_post, always_call=True))
+        self._pending_custom: list[tuple[_SiteAcc | None, _Pending | None]] = []
+
+    def __enter__(self) -> _Recorder:
+        self._on = True
+        super().__enter__()  # type: ignore[no-untyped-call]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._on = False
+        super().__exit__(*exc)  # type: ignore[no-untyped-call]
 
     def begin_pass(self, *, full: bool) -> None:
         self._calls.clear()
@@ -337,6 +786,9 @@ class _Recorder(TorchFunctionMode):
     def forget_model(self) -> None:
         """Drop the references to the model's modules (after the recorder is detached)."""
         self._paths = {}
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
 
     # naming
     def _owner(self) -> nn.Module | None:
@@ -355,13 +807,44 @@ class _Recorder(TorchFunctionMode):
 
     def _name(self, owner: nn.Module | None, label: str) -> tuple[str, str, int]:
         path = "" if owner is None else self._paths[id(owner)][1]
-        if owner is not None and isinstance(owner, RECTIFIER_MODULES) and path:
+        if owner is not None and path and isinstance(owner, RECTIFIER_MODULES + tuple(_CUSTOM_MODULES)):
             base = path
         else:
             base = f"{path}.{label}" if path else label
         k = self._calls.get(base, 0) + 1
         self._calls[base] = k
         return (base if k == 1 else f"{base}#{k}"), path, k
+
+    # custom rectifier modules (forward hooks; only while the mode is active)
+    def _custom_pre(self, module: nn.Module, args: Any) -> None:
+        x = args[0] if isinstance(args, tuple) and args else None
+        if not self._on or self._inside_custom or not _recordable(x):
+            self._pending_custom.append((None, None))
+            self._inside_custom += 1
+            return
+        self._inside_custom += 1  # the module's own torch calls (and ours below) are not sites
+        custom = _CUSTOM_MODULES[type(module)]
+        entry = self._paths.get(id(module))
+        path = "" if entry is None else entry[1]
+        base = path or custom.label
+        k = self._calls.get(base, 0) + 1
+        self._calls[base] = k
+        name = base if k == 1 else f"{base}#{k}"
+        pre = x - custom.fires if custom.fires else x
+        acc = self.site_acc(name, custom.label, path, k, pre, fires=custom.fires)
+        if not self.full:
+            self.cheap(acc, pre)
+            self._pending_custom.append((None, None))
+            return
+        self._pending_custom.append((acc, self.reduce_pre(acc, pre, custom.label)))
+
+    def _custom_post(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not self._pending_custom:
+            return
+        acc, pending = self._pending_custom.pop()
+        if acc is not None and pending is not None and isinstance(output, Tensor):
+            self.commit(acc, acc.function, pending, output)
+        self._inside_custom -= 1
 
     # recording
     def __torch_function__(
@@ -373,49 +856,115 @@ class _Recorder(TorchFunctionMode):
     ) -> Any:
         if kwargs is None:
             kwargs = {}
+        fname = self._names.get(func)
+        if fname is None:
+            fname = self._names[func] = _func_name(func)
+        if self._inside_custom:
+            return func(*args, **kwargs)
+        if fname not in _NOT_SHOWN:
+            self.seen[fname] = None
         label: str | None = _TABLE.get(func)
-        if label == "hardtanh":
-            label = _hardtanh_label(args, kwargs)
-        if label is None:
-            return func(*args, **kwargs)
-        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
-        if (
-            not isinstance(x, Tensor)
-            or isinstance(x, nn.Parameter)
-            or not x.is_floating_point()
-            or x.ndim == 0
-            or x.numel() == 0
-        ):
-            return func(*args, **kwargs)
-        name, path, call = self._name(self._owner(), label)
-        acc = self.site_acc(name, label, path, call, x)
+        fires = 0.0
+        x: Any = None
+        key = label
+        if label is not None:
+            if label == "hardtanh":
+                label = key = _hardtanh_label(args, kwargs)
+            x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        else:
+            kind = _SPELLINGS.get(func)
+            if kind is not None:
+                found = _spelled(kind, args, kwargs)
+                if found is not None:
+                    label, x = found
+                    key = kind if label == "relu" else label
+            else:
+                custom = _CUSTOM_FUNCTIONS.get(func)
+                if custom is not None:
+                    label = key = custom.label
+                    fires = custom.fires
+                    x = args[0] if args else next(iter(kwargs.values()), None)
+        if label is None or key is None or not _recordable(x):
+            out = func(*args, **kwargs)
+            self._tag(fname, args, out)
+            return out
+        name, path, call = self._name(self._owner(), key)
+        pre = x - fires if fires else x
+        acc = self.site_acc(name, label, path, call, pre, fires=fires)
         if not self.full:
-            self.cheap(acc, x)
-            return func(*args, **kwargs)
-        pending = self.reduce_pre(acc, x, label)  # before func runs: an in-place call overwrites x
-        out = func(*args, **kwargs)
-        self.commit(acc, label, pending, out)
+            self.cheap(acc, pre)
+            out = func(*args, **kwargs)
+        else:
+            pending = self.reduce_pre(acc, pre, label)  # before func runs: an in-place call overwrites x
+            out = func(*args, **kwargs)
+            self.commit(acc, label, pending, out)
+        tag = getattr(x, _AXIS_TAG, None)
+        if tag is not None and isinstance(out, Tensor) and out is not x and out.shape == x.shape:
+            setattr(out, _AXIS_TAG, tag)
         return out
 
+    @staticmethod
+    def _tag(fname: str, args: tuple[Any, ...], out: Any) -> None:
+        """Mark outputs of Linear/Conv (their unit axis), pass the mark through shape-preserving calls."""
+        if not isinstance(out, Tensor):
+            return
+        if fname in _LINEAR_PRODUCERS:
+            setattr(out, _AXIS_TAG, "linear")
+        elif fname in _CONV_PRODUCERS:
+            setattr(out, _AXIS_TAG, "conv")
+        elif fname in _KEEP_AXIS:
+            for a in args:
+                if isinstance(a, Tensor) and a.shape == out.shape:
+                    tag = getattr(a, _AXIS_TAG, None)
+                    if tag is not None:
+                        if a is not out:
+                            setattr(out, _AXIS_TAG, tag)
+                        return
+        elif fname in _ZERO_FACTORIES:
+            with contextlib.suppress(RuntimeError):  # inference tensors have no version counter
+                setattr(out, _ZERO_TAG, (out._version, True))
+
     # the reductions (also used by the TorchScript path)
-    def site_acc(self, name: str, label: str, path: str, call: int, x: Tensor) -> _SiteAcc:
-        """The accumulator of site ``name``, created on first use; checks the per-sample shape."""
-        pre = self._layout(x)
-        shape = tuple(pre.shape[1:]) if (pre.ndim == 2 or self.per_position) else (pre.shape[1],)
+    def _axis(self, name: str, x: Tensor) -> tuple[int, str]:
+        """(unit axis, its source) of a new site whose values are ``x`` (rank >= 2: a 1-D x is viewed as (1, U))."""
+        nd = x.ndim
+        if name in self.unit_axis:
+            a = self.unit_axis[name]
+            if not -nd <= a < nd or a % nd == 0:
+                raise ValueError(
+                    f"unit_axis[{name!r}] = {a} does not fit this site's activations of shape {tuple(x.shape)}: "
+                    f"dim 0 is the batch; pass an axis in 1..{nd - 1} (or -1 for the last)"
+                )
+            return a % nd, "user"
+        tag = getattr(x, _AXIS_TAG, None)
+        if tag == "linear":
+            return nd - 1, "linear"
+        if tag == "conv" and nd >= 3:
+            return 1, "conv"
+        if nd >= 3 and self.channels_last:
+            return nd - 1, "rule"
+        return 1, "rule"
+
+    def site_acc(self, name: str, label: str, path: str, call: int, x: Tensor, *, fires: float = 0.0) -> _SiteAcc:
+        """The accumulator of site ``name``, created on first use (choosing its unit axis); checks the shape."""
         acc = self.accs.get(name)
+        if x.ndim == 1:  # one unbatched sample
+            tag = getattr(x, _AXIS_TAG, None)
+            x = x.unsqueeze(0)
+            if tag is not None:
+                setattr(x, _AXIS_TAG, tag)
         if acc is None:
-            acc = self.accs[name] = _SiteAcc(name, label, path, call, shape, pre)
-        elif acc.shape != shape:
-            raise ValueError(
-                f"site {name!r} ({label} in {path or 'the model'}): per-sample shape changed from {acc.shape} to "
-                f"{shape}. Inputs of varying spatial size need per_position=False; otherwise another call took "
-                "this site's name (data-dependent control flow skipped an earlier call): move it into its own module"
+            axis, source = self._axis(name, x)
+            acc = self.accs[name] = _SiteAcc(
+                name, label, path, call, x, axis=axis, source=source, per_position=self.per_position, fires=fires
             )
+        else:
+            acc.check(x)
         return acc
 
     def cheap(self, acc: _SiteAcc, x: Tensor) -> None:
         """Running per-unit maximum: one reduction (two small ones for conv) and one tiny maximum, no host sync."""
-        pre = self._layout(x.detach())
+        pre = acc.layout(x.detach())
         if pre.ndim > 2:  # reducing the contiguous spatial dims first is several times faster than (0, 2, 3)
             pre = pre.amax(dim=tuple(range(2, pre.ndim)))
         torch.maximum(acc.run_max, pre.amax(0), out=acc.run_max)
@@ -443,7 +992,7 @@ class _Recorder(TorchFunctionMode):
         CPU ~3x faster than ``pre > 0`` (comparisons into bool are not vectorised) and equal to it except for NaN,
         which is reported when the statistics are read. For ReLU/ReLU6 the output already is that mask.
         """
-        pre = self._layout(x.detach())
+        pre = acc.layout(x.detach())
         n = pre.shape[0]
         need_mask = label not in _MASK_FROM_OUTPUT and (pre.ndim == 2 or self.per_position)
         mask = None
@@ -462,7 +1011,7 @@ class _Recorder(TorchFunctionMode):
         and batches, like ActivationStats (float32 input: ~1e-6 relative; float64: ~1e-15).
         """
         n, bmax, nc_max, mask = pending
-        act = self._layout(out.detach()) if isinstance(out, Tensor) and out.is_floating_point() else None
+        act = acc.layout(out.detach()) if isinstance(out, Tensor) and out.is_floating_point() else None
         if mask is None and act is not None and (nc_max is None or self.per_position):
             mask = acc.buffer("mask", act.shape, torch.bool).copy_(act)  # ReLU/ReLU6: out != 0 exactly where pre > 0
         if nc_max is None:
@@ -490,14 +1039,6 @@ class _Recorder(TorchFunctionMode):
         _two_sum_(acc.abs_hi, acc.abs_lo, sums)
         _renormalise_(acc.abs_hi, acc.abs_lo)
 
-    def _layout(self, t: Tensor) -> Tensor:
-        """(N, U) or (N, C, *S) view: 1-D is one unbatched sample; channels_last moves the last dim to 1."""
-        if t.ndim == 1:
-            return t.unsqueeze(0)
-        if t.ndim > 2 and self.channels_last:
-            return t.movedim(-1, 1)
-        return t
-
     def sites(self) -> list[Site]:
         return [acc.site() for acc in self.accs.values()]
 
@@ -514,12 +1055,32 @@ def iter_tensors(obj: Any) -> Iterator[Tensor]:
             yield from iter_tensors(item)
 
 
-def check_model(model: Any) -> nn.Module:
+def _recordable(x: Any) -> bool:
+    return (
+        isinstance(x, Tensor)
+        and not isinstance(x, nn.Parameter)
+        and x.is_floating_point()
+        and x.ndim > 0
+        and x.numel() > 0
+    )
+
+
+def is_compiled(model: Any) -> bool:
+    """True for what ``torch.compile(module)`` returns (an ``OptimizedModule`` wrapping ``_orig_mod``)."""
+    return type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module)
+
+
+def check_model(model: Any, *, unwrap: bool = True) -> nn.Module:
+    """The ``nn.Module`` to instrument: ``model`` itself, or the eager module inside a ``torch.compile`` wrapper
+    (its ``_orig_mod``: same parameters, same site names as the eager model)."""
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"model must be a torch.nn.Module, got {type(model).__name__}; for a reluscope.nn.MLP use "
             "reluscope.diagnose.scan, or convert it with reluscope.torch.from_mlp"
         )
+    if unwrap and is_compiled(model):
+        inner: nn.Module = model._orig_mod
+        return inner
     return model
 
 
@@ -539,7 +1100,13 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def find_sites(model: nn.Module, *inputs: Any, channels_last: bool = False, **kw_inputs: Any) -> list[Site]:
+def find_sites(
+    model: nn.Module,
+    *inputs: Any,
+    channels_last: bool = False,
+    unit_axis: Mapping[str, int] | None = None,
+    **kw_inputs: Any,
+) -> list[Site]:
     """Run ``model(*inputs, **kw_inputs)`` once and list the rectifier sites it executes.
 
     The pass runs in eval mode under ``torch.no_grad()`` (no BatchNorm buffer update, no dropout draw), and every
@@ -548,11 +1115,14 @@ def find_sites(model: nn.Module, *inputs: Any, channels_last: bool = False, **kw
     Parameters
     ----------
     model
-        Any ``nn.Module`` (eager; no tracing, so data-dependent control flow is fine).
+        Any ``nn.Module`` (eager; no tracing, so data-dependent control flow is fine); a ``torch.compile``d module
+        runs its original eager module.
     inputs, kw_inputs
         One example batch, e.g. ``find_sites(model, torch.randn(2, 3, 32, 32))``.
     channels_last
-        Read ``(N, *S, C)`` activations (transformers' ``(N, L, F)``, NHWC) per last-dimension unit.
+        The fallback rule (sites with no Linear/Conv producer) reads rank >= 3 activations along the last dim.
+    unit_axis
+        ``{site name: axis}`` overrides (see the module docs).
 
     Returns
     -------
@@ -560,7 +1130,7 @@ def find_sites(model: nn.Module, *inputs: Any, channels_last: bool = False, **kw
         In order of first execution; only the calls that ran for this input (a branch not taken is absent).
     """
     model = check_model(model)
-    rec = _Recorder(model, per_position=True, channels_last=channels_last)
+    rec = _Recorder(model, per_position=True, channels_last=channels_last, unit_axis=unit_axis)
     rec.begin_pass(full=False)
     try:
         with eval_mode(model), rec:
@@ -568,3 +1138,8 @@ def find_sites(model: nn.Module, *inputs: Any, channels_last: bool = False, **kw
     finally:
         rec.forget_model()
     return rec.sites()
+
+
+def seen_functions(rec: _Recorder) -> list[str]:
+    """Names of the torch functions the recorder saw executed (for "found no rectifier among ...")."""
+    return list(rec.seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -11,8 +12,8 @@ from torch import nn
 from torch.overrides import _get_current_function_mode_stack
 
 from reluscope.diagnose import ActivationStats
-from reluscope.torch._locate import Site, _Recorder, check_model, stats_from_accs
-from reluscope.torch._scan import check_flag
+from reluscope.torch._batches import check_flag
+from reluscope.torch._locate import Site, _Recorder, check_model, is_compiled, seen_functions, stats_from_accs
 
 __all__ = ["Monitor", "monitor"]
 
@@ -43,9 +44,11 @@ class Monitor:
         full_every: int | None = None,
         per_position: bool = False,
         channels_last: bool = False,
+        unit_axis: Mapping[str, int] | None = None,
         train_only: bool = True,
     ) -> None:
-        model = check_model(model)
+        self.compiled = is_compiled(check_model(model, unwrap=False))
+        eager = check_model(model)  # the compiled wrapper's _orig_mod, or the model itself
         if isinstance(model, torch.jit.ScriptModule):
             raise TypeError(
                 "monitor needs an eager nn.Module: TorchScript modules run outside Python, where hooks cannot see "
@@ -55,10 +58,13 @@ class Monitor:
         self.full_every = _check_every(full_every, "full_every", allow_none=True)
         self.train_only = check_flag(train_only, "train_only")
         self._rec = _Recorder(
-            model,
+            eager,
             per_position=check_flag(per_position, "per_position"),
             channels_last=check_flag(channels_last, "channels_last"),
+            unit_axis=unit_axis,
         )
+        self._eager = eager
+        self._prior_stance: Any = None
         self.steps = 0
         self._depth = 0
         self._active = False
@@ -71,7 +77,7 @@ class Monitor:
     # hooks (run on every forward of the root model: keep them short)
     def _before(self, module: nn.Module, args: Any) -> None:
         self._depth += 1
-        if self._depth > 1 or (self.train_only and not module.training):
+        if self._depth > 1 or (self.train_only and not self._eager.training):
             return
         t = self.steps
         self.steps += 1
@@ -79,14 +85,26 @@ class Monitor:
         if not full and t % self.every:
             return
         self._rec.begin_pass(full=full)
-        self._rec.__enter__()  # type: ignore[no-untyped-call]
+        if self.compiled:  # a recorded pass runs the original module eagerly (modes cannot enter compiled code)
+            from torch._dynamo.eval_frame import DynamoStance, _set_stance
+
+            self._prior_stance = _set_stance(DynamoStance("force_eager"))
+        self._rec.__enter__()
         self._active = True
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
         self._depth -= 1
         if self._depth == 0 and self._active:
             self._active = False
-            self._rec.__exit__(None, None, None)  # type: ignore[no-untyped-call]
+            self._rec.__exit__(None, None, None)
+            self._restore_stance()
+
+    def _restore_stance(self) -> None:
+        if self._prior_stance is not None:
+            from torch._dynamo.eval_frame import _set_stance
+
+            _set_stance(self._prior_stance)
+            self._prior_stance = None
 
     # results
     @property
@@ -110,6 +128,13 @@ class Monitor:
     def sites(self) -> list[Site]:
         """The sites seen so far, in order of first execution."""
         return self._rec.sites()
+
+    @property
+    def functions_seen(self) -> list[str]:
+        """Names of the torch functions executed in the recorded passes, in order of first call: what was looked
+        at when :attr:`sites` is empty (register a custom rectifier with
+        :func:`reluscope.torch.register_rectifier`)."""
+        return seen_functions(self._rec)
 
     def dead_fractions(self) -> dict[str, float]:
         """``{site: fraction of its units that never fired in this window}`` (exact, from the cheap path)."""
@@ -139,6 +164,7 @@ class Monitor:
             if stack and stack[-1] is self._rec:
                 self._rec.__exit__(None, None, None)
             self._active = False
+            self._restore_stance()
         self._depth = 0
         self._rec.forget_model()
 
@@ -168,6 +194,7 @@ def monitor(
     full_every: int | None = None,
     per_position: bool = False,
     channels_last: bool = False,
+    unit_axis: Mapping[str, int] | None = None,
     train_only: bool = True,
 ) -> Monitor:
     """Record every rectifier site of ``model`` during training; returns a removable handle.
@@ -181,7 +208,12 @@ def monitor(
     Parameters
     ----------
     model
-        The eager ``nn.Module`` being trained (hooks go on it; submodules' own calls are seen through it).
+        The ``nn.Module`` being trained (hooks go on it; submodules' own calls are seen through it), or what
+        ``torch.compile(module)`` returned: then the recorded passes (one in ``every``) run the original module
+        eagerly (``torch.compiler`` stance ``force_eager`` for that call), so their statistics equal the eager
+        model's; the other steps run compiled. Recorded steps cost an eager forward, and their outputs may differ
+        from the compiled ones by float rounding (compiled kernels fuse differently); use ``every`` > 1 to keep most
+        steps compiled.
     every
         Record one forward pass in ``every`` (1: all).
     full_every
@@ -189,7 +221,9 @@ def monitor(
     per_position
         Keep per-position counts of conv sites in the full passes (fixed spatial size needed).
     channels_last
-        Activations are ``(N, *S, C)``: units along the last dimension.
+        Sugar for the fallback rule (sites with no Linear/Conv producer): rank >= 3 activations along the last dim.
+    unit_axis
+        ``{site name: axis}`` overrides of the unit axis (see :func:`reluscope.torch.scan`).
     train_only
         Ignore forward passes in eval mode (validation), so the window covers training data only.
 
@@ -202,7 +236,8 @@ def monitor(
     Notes
     -----
     A model that calls itself recursively counts one step per outermost call; the inner calls' sites are part
-    of it. Not supported: ``torch.compile``d modules (monitor the eager model) and ``nn.DataParallel`` replicas.
+    of it. Not supported: ``nn.DataParallel`` replicas (monitor each rank's module under DDP instead), and a
+    module compiled *inside* another compiled region (pass the outermost ``torch.compile`` result).
     """
     return Monitor(
         model,
@@ -210,5 +245,6 @@ def monitor(
         full_every=full_every,
         per_position=per_position,
         channels_last=channels_last,
+        unit_axis=unit_axis,
         train_only=train_only,
     )

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from reluscope.diagnose import ActivationStats
-from reluscope.torch._locate import Site, _Recorder, check_model, eval_mode, stats_from_accs
+from reluscope.torch._batches import (
+    batch_rows,
+    check_flag,
+    default_call,
+    resolve_device,
+    to_device,
+    total_samples,
+)
+from reluscope.torch._locate import (
+    NoRectifierError,
+    Site,
+    _Recorder,
+    check_model,
+    eval_mode,
+    is_compiled,
+    seen_functions,
+    stats_from_accs,
+)
+from reluscope.torch._script import scan_script
 
 __all__ = ["Progress", "scan", "scan_with_sites"]
 
@@ -20,78 +36,6 @@ Progress = Callable[[int, "int | None"], None]
 
 Call = Callable[[nn.Module, Any], Any]
 """``call(model, batch)`` runs one forward pass on a batch already moved to the device."""
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a model with neither)."""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def _resolve_device(device: Any, model: nn.Module) -> torch.device:
-    if device is None:
-        return model_device(model)
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
-
-
-def to_device(obj: Any, device: torch.device) -> Any:
-    """Move every tensor (numpy arrays become tensors) of a nested tuple/list/dict batch to ``device``."""
-    if isinstance(obj, np.ndarray):
-        obj = torch.from_numpy(obj)
-    if isinstance(obj, Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, list | tuple):
-        return type(obj)(to_device(item, device) for item in obj)
-    if isinstance(obj, dict):
-        return {key: to_device(item, device) for key, item in obj.items()}
-    return obj
-
-
-def _default_call(model: nn.Module, batch: Any) -> Any:
-    if isinstance(batch, Tensor):
-        return model(batch)
-    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
-        return model(batch[0])  # (x, y, ...) from a DataLoader: the first element is the input
-    raise TypeError(
-        f"batches must yield tensors or (x, y, ...) tuples, got {type(batch).__name__}; for other batches pass "
-        "call=lambda model, batch: model(**batch) (or whatever runs your forward)"
-    )
-
-
-def batch_rows(batch: Any) -> int:
-    """Samples in a batch: the first dimension of its first tensor (0 if it has none)."""
-    if isinstance(batch, Tensor | np.ndarray):
-        return int(batch.shape[0]) if batch.ndim else 1
-    if isinstance(batch, list | tuple) and batch:
-        return batch_rows(batch[0])
-    if isinstance(batch, dict) and batch:
-        return batch_rows(next(iter(batch.values())))
-    return 0
-
-
-def total_samples(batches: Iterable[Any]) -> int | None:
-    """Samples in the whole iterable when it is knowable without iterating (a DataLoader, a list), else None."""
-    dataset = getattr(batches, "dataset", None)
-    if dataset is not None:
-        try:
-            return len(dataset)
-        except TypeError:
-            return None
-    if isinstance(batches, list | tuple):
-        return sum(batch_rows(b) for b in batches)
-    if isinstance(batches, Tensor | np.ndarray):
-        return None
-    return None
-
-
-def check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def scan(
@@ -103,6 +47,7 @@ def scan(
     stats: ActivationStats | None = None,
     per_position: bool = False,
     channels_last: bool = False,
+    unit_axis: Mapping[str, int] | None = None,
     call: Call | None = None,
 ) -> ActivationStats:
     """Run every batch through ``model`` and stream every rectifier site into an :class:`ActivationStats`.
@@ -115,8 +60,10 @@ def scan(
     Parameters
     ----------
     model
-        Any ``nn.Module``, including models ``torch.fx`` cannot trace (data-dependent control flow), or a
-        TorchScript module (``torch.jit.load``; sites inside its ``if``/loops are not instrumented).
+        Any ``nn.Module``, including models ``torch.fx`` cannot trace (data-dependent control flow), a
+        ``torch.compile``d module (its original eager module ``_orig_mod`` runs, so the statistics and site names
+        are the eager model's), or a TorchScript module (``torch.jit.load``; sites inside its ``if``/loops are not
+        instrumented).
     batches
         Any iterable of tensors ``(N, ...)`` or ``(x, y, ...)`` tuples, e.g. a ``DataLoader`` (numpy arrays
         are converted). Each batch is moved to ``device``.
@@ -132,22 +79,33 @@ def scan(
         (``ActivationStats.position_frequency``, kind ``"conv"``), for ~5-15% more time on conv-heavy models, and
         needs the same spatial size in every batch.
     channels_last
-        Activations are ``(N, *S, C)`` (NHWC, or a transformer's ``(N, L, F)``): units along the last dimension.
+        Sugar for the fallback rule only: sites whose values no Linear/Conv produced (reshaped or permuted
+        tensors, inputs) read rank >= 3 activations along the last dimension instead of dim 1. Linear outputs
+        already use their last dimension and Conv outputs dim 1, whatever this flag.
+    unit_axis
+        ``{site name: axis}``: the dimension holding the units at that site (e.g. ``{"mlp.1": -1}``), overriding
+        the producer and the rule (recorded as ``axis_source="user"``). ValueError if a name is not a site.
     call
         ``call(model, batch)`` for batches that are not a tensor or an ``(x, y)`` tuple, e.g.
-        ``lambda m, b: m(**b)``.
+        ``lambda m, b: m(**b)`` (for a compiled model it receives the eager ``_orig_mod``).
 
     Returns
     -------
     ActivationStats
-        One site per rectifier call site (named as :mod:`reluscope.torch` describes), in order of first execution.
+        One site per rectifier call site (named as :mod:`reluscope.torch` describes), in order of first execution,
+        each with its unit axis, why that axis (``stats.axis_source(name)``) and what a sample is
+        (``stats.describe_samples(name)``: ``"64×9 positions"`` for token activations).
 
     Raises
     ------
     TypeError
         ``model`` is not an ``nn.Module``, a batch has an unsupported type.
+    NoRectifierError
+        (a ValueError) no rectifier ran: the message lists the torch functions that did and how to register a
+        custom rectifier (:func:`reluscope.torch.register_rectifier`).
     ValueError
-        ``batches`` yields nothing, a site changes its per-sample shape, or the activations hold NaN/inf.
+        ``batches`` yields nothing, a site changes its per-sample shape, the activations hold NaN/inf, a
+        ``unit_axis`` key names no site or its axis does not fit.
     """
     if stats is not None and not isinstance(stats, ActivationStats):
         raise TypeError(f"stats must be an ActivationStats or None, got {type(stats).__name__}")
@@ -158,6 +116,7 @@ def scan(
         progress=progress,
         per_position=per_position,
         channels_last=channels_last,
+        unit_axis=unit_axis,
         call=call,
     )
     return stats_out if stats is None else stats.merge(stats_out)
@@ -171,9 +130,13 @@ def scan_with_sites(
     progress: Progress | None = None,
     per_position: bool = False,
     channels_last: bool = False,
+    unit_axis: Mapping[str, int] | None = None,
     call: Call | None = None,
 ) -> tuple[ActivationStats, list[Site]]:
-    """:func:`scan`, also returning the sites (function names, module paths) in order."""
+    """:func:`scan`, also returning the sites (function, module path, unit axis and its source) in order."""
+    name = type(model).__name__
+    if is_compiled(model):
+        name = type(model._orig_mod).__name__
     model = check_model(model)
     per_position = check_flag(per_position, "per_position")
     channels_last = check_flag(channels_last, "channels_last")
@@ -183,20 +146,19 @@ def scan_with_sites(
                 "call= is not supported for TorchScript models (their forward runs in C++ with one tensor input); "
                 "scan the eager nn.Module instead, or pass batches the scripted forward accepts"
             )
-        from reluscope.torch._script import scan_script
-
         return scan_script(
             model,
             batches,
-            device=_resolve_device(device, model),
+            device=resolve_device(device, model),
             progress=progress,
             per_position=per_position,
             channels_last=channels_last,
+            unit_axis=unit_axis,
         )
-    run = _default_call if call is None else call
-    dev = _resolve_device(device, model)
+    run = default_call if call is None else call
+    dev = resolve_device(device, model)
     total = total_samples(batches)
-    rec = _Recorder(model, per_position=per_position, channels_last=channels_last)
+    rec = _Recorder(model, per_position=per_position, channels_last=channels_last, unit_axis=unit_axis)
     n_done = 0
     n_batches = 0
     try:
@@ -214,4 +176,17 @@ def scan_with_sites(
         rec.forget_model()
     if n_batches == 0:
         raise ValueError("batches yielded no batch; pass a non-empty iterable of tensors or (x, y) tuples")
+    check_overrides(rec)
+    if not rec.accs:
+        raise NoRectifierError(name, seen_functions(rec))
     return stats_from_accs(list(rec.accs.values())), rec.sites()
+
+
+def check_overrides(rec: _Recorder) -> None:
+    """ValueError when a ``unit_axis`` key names no site that ran."""
+    unknown = sorted(set(rec.unit_axis) - set(rec.accs))
+    if unknown:
+        raise ValueError(
+            f"unit_axis names {unknown}, which ran as no site; the sites are {list(rec.accs) or 'none'} "
+            "(see reluscope.torch.find_sites)"
+        )

@@ -13,7 +13,7 @@ ValueError that suggests scanning the eager model instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,18 @@ import torch
 from torch import Tensor, nn
 
 from reluscope.diagnose import ActivationStats
-from reluscope.torch._locate import RECTIFIER_MODULES, Site, _Recorder, eval_mode, stats_from_accs
+from reluscope.torch._batches import batch_rows, to_device, total_samples
+from reluscope.torch._locate import (
+    _AXIS_TAG,
+    _CONV_PRODUCERS,
+    _KEEP_AXIS,
+    _LINEAR_PRODUCERS,
+    RECTIFIER_MODULES,
+    Site,
+    _Recorder,
+    eval_mode,
+    stats_from_accs,
+)
 
 __all__ = ["scan_script", "uninstrumented_sites"]
 
@@ -66,6 +77,7 @@ class _ScriptSite:
     path: str
     call: int
     instrumented: bool
+    producer: str | None = None
 
 
 def _walk(block: Any, top: bool) -> Iterator[tuple[Any, bool]]:
@@ -85,6 +97,29 @@ def _module_of(node: Any) -> tuple[str, bool]:
         names.append(name)
         last_type = type_name.rsplit(".", 1)[-1]
     return ".".join(names), last_type in _MODULE_TYPES
+
+
+def _producer(value: Any, depth: int = 0) -> str | None:
+    """ "linear"/"conv" when the graph value comes from a Linear/matmul/Conv, followed back through norms, dropout,
+    residual adds, scaling, rectifiers and both branches of an ``if`` (the eager adapter's rule), else None."""
+    while depth < 64:
+        depth += 1
+        node = value.node()
+        kind = node.kind()
+        if kind == "prim::If":
+            found = {_producer(list(b.outputs())[value.offset()], depth) for b in node.blocks()}
+            return found.pop() if len(found) == 1 else None
+        if not kind.startswith("aten::"):
+            return None
+        op = kind[len("aten::") :]
+        if op in _LINEAR_PRODUCERS:
+            return "linear"
+        if op in _CONV_PRODUCERS:
+            return "conv"
+        if (op not in _KEEP_AXIS and op not in _ATEN) or node.inputsSize() == 0:
+            return None
+        value = node.inputsAt(0)
+    return None
 
 
 def _label(node: Any) -> str | None:
@@ -118,7 +153,7 @@ def _instrument(model: torch.jit.ScriptModule) -> tuple[Any, list[_ScriptSite]]:
         base = path if (is_module and path) else (f"{path}.{label}" if path else label)
         k = calls[base] = calls.get(base, 0) + 1
         name = base if k == 1 else f"{base}#{k}"
-        sites.append(_ScriptSite(name, label, path, k, top))
+        sites.append(_ScriptSite(name, label, path, k, top, _producer(node.inputsAt(0))))
         if not top:
             continue
         x = node.inputsAt(0)
@@ -171,13 +206,16 @@ def scan_script(
     progress: Any,
     per_position: bool,
     channels_last: bool,
+    unit_axis: Mapping[str, int] | None = None,
 ) -> tuple[ActivationStats, list[Site]]:
-    """The TorchScript branch of :func:`reluscope.torch.scan` (same contract, one-tensor inputs)."""
-    from reluscope.torch._scan import batch_rows, to_device, total_samples
+    """The TorchScript branch of :func:`reluscope.torch.scan` (same contract, one-tensor inputs).
 
+    Unit axes come from the graph node producing each pre-activation (``aten::linear``/``matmul`` or a
+    convolution, through norms, dropout, adds), else the fallback rule, unless ``unit_axis`` overrides them.
+    """
     probe, sites = _safe_instrument(model)
     live = [s for s in sites if s.instrumented]
-    rec = _Recorder(nn.Module(), per_position=per_position, channels_last=channels_last)
+    rec = _Recorder(nn.Module(), per_position=per_position, channels_last=channels_last, unit_axis=unit_axis)
     total = total_samples(batches)
     n_done = 0
     n_batches = 0
@@ -187,6 +225,8 @@ def scan_script(
             outs = probe(model._c, _first_tensor(batch))
             for i, site in enumerate(live):
                 pre, act = outs[1 + 2 * i], outs[2 + 2 * i]
+                if site.producer is not None:
+                    setattr(pre, _AXIS_TAG, site.producer)
                 acc = rec.site_acc(site.name, site.label, site.path, site.call, pre)
                 rec.commit(acc, site.label, rec.reduce_pre(acc, pre, site.label), act)
             n_batches += 1
@@ -195,4 +235,7 @@ def scan_script(
                 progress(n_done, total)
     if n_batches == 0:
         raise ValueError("batches yielded no batch; pass a non-empty iterable of tensors or (x, y) tuples")
+    unknown = sorted(set(rec.unit_axis) - set(rec.accs))
+    if unknown:
+        raise ValueError(f"unit_axis names {unknown}, which ran as no site; the sites are {list(rec.accs) or 'none'}")
     return stats_from_accs(list(rec.accs.values())), rec.sites()
