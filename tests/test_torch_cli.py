@@ -22,6 +22,7 @@ from reluscope.cli._torch_diagnose import (  # noqa: E402
     is_import_string,
     load_torch_model,
     parse_input_shape,
+    parse_unit_axis,
     torch_diagnosis,
 )
 from test_torch_models import one_torch_thread  # noqa: E402, F401
@@ -70,6 +71,38 @@ def loader():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 1, 8, 8, generator=g)
     return DataLoader(TensorDataset(x, torch.zeros(40, dtype=torch.long)), batch_size=16)
+
+
+def make_dead():
+    model = make()
+    with torch.no_grad():
+        model.conv.bias.fill_(-100.0)  # every channel dead: the whole site is zero
+    return model
+
+
+class Mixed(nn.Module):
+    # the mixed CNN + token model of tests/test_torch_real.py (issue 14)
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.to_tokens = nn.Conv2d(6, 8, 2, stride=2)
+        self.mlp = nn.Sequential(nn.Linear(8, 32), nn.ReLU(inplace=True), nn.Linear(32, 8))
+        with torch.no_grad():
+            self.stem[1].bias[0] = -50.0
+            self.mlp[0].bias[:12] = -50.0
+
+    def forward(self, x):
+        return self.mlp(self.to_tokens(self.stem(x)).flatten(2).transpose(1, 2)).mean(1)
+
+
+def make_mixed():
+    torch.manual_seed(0)
+    return Mixed()
+
+
+def mixed_loader():
+    x = torch.randn(64, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    return [x[:40], x[40:]]
 """
 
 
@@ -202,7 +235,9 @@ def test_weight_and_data_errors(user_module: Path, weights: Path, tmp_path: Path
         torch_diagnosis(f"{MODULE}:make", X=_digits_X()[:7])
     with pytest.raises(ValueError, match="product is 64"):
         torch_diagnosis(f"{MODULE}:make", X=_digits_X()[:7], input_shape=(1, 4, 4))
-    with pytest.raises(ValueError, match="found no ReLU-family nonlinearity"):
+    with pytest.raises(
+        ValueError, match=r"found no rectifier.*saw 2 torch functions.*linear, tanh.*register_rectifier"
+    ):
         torch_diagnosis(f"{MODULE}:make_tanh", X=_digits_X()[:7])
     with pytest.raises(ValueError, match="no data"):
         torch_diagnosis(f"{MODULE}:make")
@@ -237,3 +272,40 @@ def test_model_and_torch_model_are_exclusive(user_module: Path, tmp_path: Path) 
     assert res.exit_code == 2 and "--torch-model" in res.stderr
     res = runner.invoke(app, ["diagnose", str(tmp_path / "m.npz"), "--weights", "w.pt"])
     assert res.exit_code == 2 and "go with --torch-model" in res.stderr
+
+
+def test_unit_axis_option_parsing() -> None:
+    assert parse_unit_axis(["mlp.1=-1", "a=b=2"]) == {"mlp.1": -1, "a=b": 2} and parse_unit_axis(None) is None
+    for bad in ("mlp.1", "=1", "mlp.1=last"):
+        with pytest.raises(ValueError, match=r"SITE=AXIS"):
+            parse_unit_axis([bad])
+
+
+def test_cli_mixed_cnn_and_tokens_without_options(user_module: Path) -> None:
+    """Issue 14's model through `diagnose --torch-model`: stem 6 units / 1 dead, MLP 32 units / 14 dead."""
+    runner = CliRunner()
+    args = ["diagnose", "--torch-model", f"{MODULE}:make_mixed", "--data", f"{MODULE}:mixed_loader"]
+    res = runner.invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    layers = {row["name"]: (row["units"], row["dead"], row["n_samples"]) for row in report["layers"]}
+    assert layers == {"stem.2": (6, 1, 64), "mlp.1": (32, 14, 576)}
+    assert report["unit_axes"] == {"stem.2": "dim 1 (conv), 64 samples", "mlp.1": "dim 2 (linear), 64×9 positions"}
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0 and "mlp.1: 32 units on dim 2 (linear), 64×9 positions" in text.stdout
+    user = runner.invoke(app, [*args, "--unit-axis", "mlp.1=1", "--json"])  # the token axis, on request
+    assert json.loads(user.stdout)["layers"][1]["units"] == 9
+    for bad, match in (("mlp.1=x", "SITE=AXIS"), ("nope=1", "ran as no site"), ("mlp.1=0", "dim 0 is the batch")):
+        res = runner.invoke(app, [*args, "--unit-axis", bad])
+        assert res.exit_code == 2 and match in res.stderr and res.stderr.strip().count("\n") == 0, res.output
+
+
+def test_cli_advice_for_torch_models(user_module: Path) -> None:
+    """A torch site that is zero everywhere gets torch remedies, not `reluscope train` options."""
+    res = CliRunner().invoke(
+        app, ["diagnose", "--torch-model", f"{MODULE}:make_dead", "--data", f"{MODULE}:loader", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    message = json.loads(res.stdout)["message"]
+    assert "site act is zero for every sample" in message
+    assert "swap_relu_to_leaky" in message and "reluscope.torch.redo" in message and "--bias-init" not in message

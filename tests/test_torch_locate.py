@@ -3,6 +3,9 @@ from its own stored pre-activations."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,7 +17,7 @@ from hypothesis import strategies as st  # noqa: E402
 from torch import nn  # noqa: E402
 
 from reluscope.diagnose import ActivationStats  # noqa: E402
-from reluscope.torch import find_sites, scan  # noqa: E402
+from reluscope.torch import NoRectifierError, find_sites, monitor, register_rectifier, scan  # noqa: E402
 from test_torch_models import (  # noqa: E402
     Branchy,
     ConvBN,
@@ -234,3 +237,137 @@ def test_batches_larger_than_the_int16_count_chunk() -> None:
     x = _data(40000, 3)
     stats = scan(nn.ReLU(), [x])
     np.testing.assert_array_equal(stats.fire_count("relu"), (x > 0).sum(0).numpy())
+
+
+_ZERO = torch.zeros(())
+RELU_SPELLINGS = {
+    "F.relu": lambda h: F.relu(h),
+    "relu_": lambda h: h.relu_(),
+    "clamp(min=0)": lambda h: h.clamp(min=0),
+    "x.clamp(0)": lambda h: h.clamp(0),
+    "clamp(0, None)": lambda h: torch.clamp(h, 0, None),
+    "clamp(0, inf)": lambda h: torch.clamp(h, 0.0, float("inf")),
+    "clamp_(min=0)": lambda h: h.clamp_(min=0),
+    "clip(min=0)": lambda h: h.clip(min=0),
+    "clamp_min(0)": lambda h: torch.clamp_min(h, 0),
+    "clamp_min_(0)": lambda h: h.clamp_min_(0.0),
+    "maximum(x, zeros_like)": lambda h: torch.maximum(h, torch.zeros_like(h)),
+    "maximum(zeros, x)": lambda h: torch.maximum(torch.zeros(h.shape[-1]), h),
+    "max(x, 0-tensor buffer)": lambda h: torch.max(h, _ZERO),
+    "threshold(x, 0, 0)": lambda h: F.threshold(h, 0.0, 0.0),
+    "nn.Threshold(0, 0)": lambda h: nn.Threshold(0, 0)(h),
+    "hardtanh(x, 0, 6)": lambda h: F.hardtanh(h, 0.0, 6.0),
+    "relu6": lambda h: F.relu6(h),
+    "clamp(0, 6)": lambda h: h.clamp(0, 6),
+}
+
+
+class Spelled(nn.Module):
+    """PyTorch's classic two-layer example: linear2(spelling(linear1(x))); 20 hidden units, 5 killed by bias -50."""
+
+    def __init__(self, spelling: Any) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear1 = nn.Linear(4, 20)
+        self.linear2 = nn.Linear(20, 3)
+        self.spelling = spelling
+        with torch.no_grad():
+            self.linear1.bias[:5] = -50.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.spelling(self.linear1(x)))
+
+
+@pytest.mark.parametrize("spelling", list(RELU_SPELLINGS))
+def test_every_spelling_of_max_x_0_is_found(spelling: str) -> None:
+    model = Spelled(RELU_SPELLINGS[spelling])
+    x = _data(30, 4)
+    stats = scan(model, [x[:11], x[11:]])
+    (name,) = stats.names
+    pre = model.linear1(x).detach()
+    np.testing.assert_array_equal(stats.fire_count(name), (pre > 0).sum(0).numpy())
+    np.testing.assert_array_equal(stats.max_preactivation(name), pre.amax(0).double().numpy())
+    assert stats.dead_mask(name)[:5].all() and stats.axis_source(name) == "linear"
+    act = RELU_SPELLINGS[spelling](pre.clone())
+    np.testing.assert_allclose(stats.mean_abs_activation(name), act.abs().mean(0).double().numpy(), rtol=1e-6)
+    (site,) = find_sites(model, x)
+    assert site.function in ("relu", "relu6", "hardtanh")
+
+
+@pytest.mark.parametrize(
+    "not_a_rectifier",
+    [
+        lambda h: h.clamp(min=0.5),
+        lambda h: h.clamp(-1, 1),
+        lambda h: torch.clamp(h, max=0),
+        lambda h: F.threshold(h, 0.1, 0.0),
+        lambda h: F.threshold(h, 0.0, -1.0),
+        lambda h: torch.maximum(h, torch.ones_like(h)),
+        lambda h: F.hardtanh(h),
+    ],
+)
+def test_other_clamps_are_not_rectifiers(not_a_rectifier: Any) -> None:
+    model = Spelled(not_a_rectifier)
+    assert find_sites(model, _data(3, 4)) == []
+    with pytest.raises(NoRectifierError, match=r"none of them a rectifier: linear, .*register_rectifier"):
+        scan(model, [_data(3, 4)])
+
+
+def test_register_rectifier_for_functions_and_modules() -> None:
+    """Custom rectifiers: a Python function (through the returned wrapper), a torch function, a module class."""
+
+    def shifted(h: torch.Tensor) -> torch.Tensor:  # max(h - 1, 0): fires where h > 1
+        return (h - 1).clamp(min=0)
+
+    class Square(nn.Module):  # relu(h)**2 computed with a where (not a recognised spelling by itself)
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return torch.where(h > 0, h * h, torch.zeros_like(h))
+
+    x = _data(25, 4)
+    with register_rectifier(shifted, fires=1.0) as reg:
+        model = Spelled(reg.function)
+        stats = scan(model, [x])
+        pre = model.linear1(x).detach()
+        assert stats.names == ["shifted"] and reg.label == "shifted"
+        np.testing.assert_array_equal(stats.fire_count("shifted"), (pre > 1).sum(0).numpy())
+    assert "fires > 1" in repr(reg)
+    reg.remove()  # idempotent
+    # unregistered, the wrapper is transparent: its clamp(min=0) is found, a rectifier of h - 1 (same counts)
+    inner = scan(Spelled(reg.function), [x])
+    assert inner.names == ["clamp"] and (inner.fire_count("clamp") == stats.fire_count("shifted")).all()
+    with register_rectifier(Square):
+        model = Spelled(Square())
+        stats = scan(model, [x])
+        assert stats.names == ["spelling"]  # named by its module path; calls inside it are not sites
+        np.testing.assert_array_equal(stats.fire_count("spelling"), (model.linear1(x) > 0).sum(0).numpy())
+        with monitor(model, full_every=1, train_only=False) as m:
+            model(x)
+        assert m.stats == stats
+    with register_rectifier(torch.sigmoid, name="sig"):
+        assert [s.function for s in find_sites(Spelled(torch.sigmoid), x)] == ["sig"]
+    assert find_sites(Spelled(torch.sigmoid), x) == []
+    with pytest.raises(TypeError, match="fires"):
+        register_rectifier(shifted, fires=float("nan"))
+    with pytest.raises(TypeError, match=r"nn\.Module subclass"):
+        register_rectifier(int)  # type: ignore[arg-type]
+
+
+def test_stats_metadata_round_trip_and_old_dicts() -> None:
+    model = Spelled(F.relu)
+    stats = scan(model, [_data(6, 4)])
+    d = stats.to_dict()
+    assert d["sites"][0]["unit_axis"] == 1 and d["sites"][0]["axis_source"] == "linear"
+    back = ActivationStats.from_dict(json.loads(json.dumps(d)))
+    assert back.to_dict() == d and back.axis_source("relu") == "linear" and back.sample_shape("relu") == ()
+    old = {
+        **d,
+        "sites": [
+            {k: v for k, v in s.items() if k not in ("unit_axis", "axis_source", "sample_shape")} for s in d["sites"]
+        ],
+    }
+    legacy = ActivationStats.from_dict(old)
+    assert legacy == stats and legacy.unit_axis("relu") is None and legacy.describe_samples("relu") == "6 samples"
+    assert legacy.merge(stats).axis_source("relu") == "linear"
+    bad = {**d, "sites": [{**d["sites"][0], "axis_source": "guess"}]}
+    with pytest.raises(ValueError, match="axis_source"):
+        ActivationStats.from_dict(bad)

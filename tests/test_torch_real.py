@@ -14,10 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import import_torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.overrides import TorchFunctionMode  # noqa: E402
 
+from conftest import import_torchvision  # noqa: E402
 from reluscope.torch import find_sites, monitor, scan  # noqa: E402
 from test_torch_models import one_torch_thread  # noqa: E402, F401
 
@@ -45,10 +45,7 @@ def brute_force(
         name = path if calls[path] == 1 else f"{path}#{calls[path]}"
         pre = args[0].detach().double()
         a = axis(pre)
-        if pre.ndim >= 3 and a == 1:
-            per = pre.flatten(2).amax(2)  # (N, C)
-        else:
-            per = pre.movedim(a, -1).reshape(-1, pre.shape[a])
+        per = pre.flatten(2).amax(2) if pre.ndim >= 3 and a == 1 else pre.movedim(a, -1).reshape(-1, pre.shape[a])
         n, fire, mx = out.get(name, (0, np.zeros(per.shape[1], np.int64), np.full(per.shape[1], -np.inf)))
         out[name] = (n + per.shape[0], fire + (per > 0).sum(0).numpy(), np.maximum(mx, per.amax(0).numpy()))
 
@@ -214,10 +211,9 @@ def test_mixed_cnn_and_tokens_without_options() -> None:
     assert got.n_samples("stem.2") == 64 and got.describe_samples("mlp.1") == "64×9 positions"
     # channels_last is sugar for the fallback rule only: Linear and Conv sites keep their producer's axis
     assert _dead_report(scan(model, mixed_data(), channels_last=True)) == _dead_report(got)
-    with monitor(model, full_every=1, train_only=False) as m:
-        with torch.no_grad():
-            for xb in mixed_data():
-                model(xb)
+    with monitor(model, full_every=1, train_only=False) as m, torch.no_grad():
+        for xb in mixed_data():
+            model(xb)
     assert m.stats == got
 
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from reluscope.diagnose import ActivationStats  # noqa: E402
 from reluscope.diagnose import scan as numpy_scan  # noqa: E402
 from reluscope.nn import MLP  # noqa: E402
-from reluscope.torch import from_mlp, scan  # noqa: E402
+from reluscope.torch import NoRectifierError, find_sites, from_mlp, scan  # noqa: E402
 from test_torch_models import (  # noqa: E402
     ConvBN,
     Dense,
@@ -130,9 +130,15 @@ def test_bad_arguments() -> None:
         scan(model, [torch.full((2, 6), float("nan"))])
 
 
-def test_model_without_rectifiers_gives_empty_stats() -> None:
-    stats = scan(nn.Sequential(nn.Linear(2, 3), nn.Tanh()), [_data(4, 2)])
-    assert stats.names == []
+def test_model_without_rectifiers_says_what_it_saw() -> None:
+    """No silent empty result: the error lists the torch functions that ran and how to register a rectifier."""
+    with pytest.raises(
+        NoRectifierError,
+        match=r"saw 2 torch functions, none of them a rectifier: linear, tanh.*"
+        r"register_rectifier",
+    ) as info:
+        scan(nn.Sequential(nn.Linear(2, 3), nn.Tanh()), [_data(4, 2)])
+    assert info.value.functions == ["linear", "tanh"] and isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize("activation", ["relu", "leaky", "prelu"])
@@ -173,7 +179,9 @@ def test_from_mlp_sigmoid_has_no_sites() -> None:
     X = np.random.default_rng(0).standard_normal((6, 3))
     twin = from_mlp(net)
     np.testing.assert_allclose(twin(torch.from_numpy(X)).detach().numpy(), net.scores(X), rtol=1e-12)
-    assert scan(twin, [torch.from_numpy(X)]).names == []
+    with pytest.raises(NoRectifierError, match="sigmoid"):
+        scan(twin, [torch.from_numpy(X)])
+    assert find_sites(twin, torch.from_numpy(X)) == []
 
 
 class Scriptable(nn.Module):

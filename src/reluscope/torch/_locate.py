@@ -73,7 +73,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -276,7 +276,7 @@ def _is_zero(v: Any) -> bool:
     """True when ``v`` is the number 0 or a tensor of zeros (one device sync per new tensor version, cached)."""
     if isinstance(v, bool):
         return False
-    if isinstance(v, numbers.Number):
+    if isinstance(v, int | float):
         return v == 0
     if not isinstance(v, Tensor) or v.numel() == 0:
         return False
@@ -297,12 +297,18 @@ def _upper_label(hi: Any) -> str | None:
     """The label of a clamp/hardtanh with lower bound 0 and upper bound ``hi`` (None: unbounded)."""
     if hi is None:
         return "relu"
-    if isinstance(hi, numbers.Real) and not isinstance(hi, bool):
-        if hi == math.inf:
-            return "relu"
-        if hi > 0:
-            return "relu6" if hi == 6 else "hardtanh"
+    if isinstance(hi, bool) or not isinstance(hi, int | float):
+        return None  # a tensor bound: not recognised
+    if hi == math.inf:
+        return "relu"
+    if hi > 0:
+        return "relu6" if hi == 6 else "hardtanh"
     return None
+
+
+def _broadcasts_to(small: torch.Size, big: torch.Size) -> bool:
+    """True when a tensor of shape ``small`` broadcasts to ``big`` without enlarging it."""
+    return len(small) <= len(big) and all(s in (1, b) for s, b in zip(reversed(small), reversed(big), strict=False))
 
 
 def _spelled(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any] | None:
@@ -327,13 +333,13 @@ def _spelled(kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
         if not (isinstance(x, Tensor) and isinstance(other, Tensor)):
             return None  # torch.max(x) / torch.max(x, dim): reductions
         for value, zero in ((x, other), (other, x)):
-            if value.shape == torch.broadcast_shapes(value.shape, zero.shape) and _is_zero(zero):
+            if _broadcasts_to(zero.shape, value.shape) and _is_zero(zero):
                 return "relu", value
         return None
     # threshold(input, threshold, value, inplace=False): y = x if x > threshold else value
     th = args[1] if len(args) > 1 else kwargs.get("threshold")
-    value = args[2] if len(args) > 2 else kwargs.get("value")
-    if th is None or value is None or not (_is_zero(th) and _is_zero(value)):
+    fill = args[2] if len(args) > 2 else kwargs.get("value")
+    if th is None or fill is None or not (_is_zero(th) and _is_zero(fill)):
         return None
     return "relu", x
 
@@ -420,7 +426,7 @@ def _torch_visible(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         tensors = tuple(a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
-        if tensors and has_torch_function(tensors):
+        if wrapped in _CUSTOM_FUNCTIONS and tensors and has_torch_function(tensors):  # unregistered: transparent
             return handle_torch_function(wrapped, tensors, *args, **kwargs)
         return fn(*args, **kwargs)
 
@@ -458,7 +464,7 @@ def register_rectifier(
     TypeError
         ``target`` is neither callable nor an ``nn.Module`` subclass, ``fires`` is not a finite number.
     """
-    if isinstance(fires, bool) or not isinstance(fires, numbers.Real) or not math.isfinite(fires):
+    if isinstance(fires, bool) or not isinstance(fires, int | float) or not math.isfinite(fires):
         raise TypeError(f"fires must be a finite number (a unit fires where pre-activation > fires), got {fires!r}")
     if isinstance(target, type):
         if not issubclass(target, nn.Module):
@@ -830,7 +836,8 @@ class _Recorder(TorchFunctionMode):
         k = self._calls.get(base, 0) + 1
         self._calls[base] = k
         name = base if k == 1 else f"{base}#{k}"
-        pre = x - custom.fires if custom.fires else x
+        xt = cast(Tensor, x)
+        pre: Tensor = xt - custom.fires if custom.fires else xt
         acc = self.site_acc(name, custom.label, path, k, pre, fires=custom.fires)
         if not self.full:
             self.cheap(acc, pre)
@@ -888,8 +895,9 @@ class _Recorder(TorchFunctionMode):
             out = func(*args, **kwargs)
             self._tag(fname, args, out)
             return out
+        xt = cast(Tensor, x)
         name, path, call = self._name(self._owner(), key)
-        pre = x - fires if fires else x
+        pre: Tensor = xt - fires if fires else xt
         acc = self.site_acc(name, label, path, call, pre, fires=fires)
         if not self.full:
             self.cheap(acc, pre)
@@ -1079,8 +1087,7 @@ def check_model(model: Any, *, unwrap: bool = True) -> nn.Module:
             "reluscope.diagnose.scan, or convert it with reluscope.torch.from_mlp"
         )
     if unwrap and is_compiled(model):
-        inner: nn.Module = model._orig_mod
-        return inner
+        return cast(nn.Module, model._orig_mod)
     return model
 
 
