@@ -371,3 +371,21 @@ def test_stats_metadata_round_trip_and_old_dicts() -> None:
     bad = {**d, "sites": [{**d["sites"][0], "axis_source": "guess"}]}
     with pytest.raises(ValueError, match="axis_source"):
         ActivationStats.from_dict(bad)
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d, nn.Conv2d, nn.Conv3d])
+def test_conv_channels_whatever_the_rank_and_memory_format(conv: type[nn.Module]) -> None:
+    """Conv*d outputs: units on dim 1 (axis_source "conv"), also in channels_last memory format."""
+    torch.manual_seed(0)
+    model = nn.Sequential(conv(2, 5, 3, padding=1), nn.ReLU())
+    spatial = {nn.Conv1d: (6,), nn.Conv2d: (6, 6), nn.Conv3d: (3, 4, 4)}[conv]
+    x = _data(7, 2, *spatial)
+    want = scan(model, [x])
+    assert want.n_units("1") == 5 and want.axis_source("1") == "conv" and want.n_samples("1") == 7
+    pre = model[0](x).detach()
+    np.testing.assert_array_equal(want.fire_count("1"), (pre.flatten(2).amax(2) > 0).sum(0).numpy())
+    if conv is nn.Conv2d:
+        model = model.to(memory_format=torch.channels_last)
+        got = scan(model, [x.to(memory_format=torch.channels_last)])
+        np.testing.assert_array_equal(got.fire_count("1"), want.fire_count("1"))
+        assert got.axis_source("1") == "conv"

@@ -237,3 +237,7 @@ def test_compiled_model_equals_eager() -> None:
             model(xb).sum().backward()
             opt.step()
     assert m.steps == ref.steps == 2 and m.stats == ref.stats
+    with monitor(compiled, every=2, full_every=2) as half:  # steps 1 and 3 recorded (eager), step 2 compiled
+        for xb in [*mixed_data(), mixed_data()[0]]:
+            compiled(xb).sum().backward()
+    assert half.steps == 3 and half.stats.n_samples("stem.2") == 40 + 40
