@@ -380,6 +380,17 @@ class _Custom:
 
 _CUSTOM_FUNCTIONS: dict[Any, _Custom] = {}
 _CUSTOM_MODULES: dict[type[nn.Module], _Custom] = {}
+_REGISTRY = [0]  # bumped on every (un)registration: recorders drop their cached roles
+
+# what the recorder does with a call (compared by identity)
+_PASS = "pass"
+_TABLED = "rectifier"
+_SPELLED = "spelling"
+_CUSTOM = "custom"
+_LINEAR_OUT = "linear"
+_CONV_OUT = "conv"
+_KEEP = "keep"
+_ZERO_OUT = "zero"
 
 
 class RectifierRegistration:
@@ -403,6 +414,7 @@ class RectifierRegistration:
             _CUSTOM_MODULES.pop(self.target, None)
         else:
             _CUSTOM_FUNCTIONS.pop(self.function, None)
+        _REGISTRY[0] += 1
 
     def __enter__(self) -> RectifierRegistration:
         return self
@@ -471,6 +483,7 @@ def register_rectifier(
             raise TypeError(f"target must be an nn.Module subclass or a function, got the class {target.__name__}")
         custom = _Custom(name or target.__name__.lower(), float(fires))
         _CUSTOM_MODULES[target] = custom
+        _REGISTRY[0] += 1
         return RectifierRegistration(target, target, custom)
     if not callable(target):
         raise TypeError(f"target must be a function or an nn.Module subclass, got {type(target).__name__}")
@@ -484,6 +497,7 @@ def register_rectifier(
     )
     function = target if is_torch else _torch_visible(target)
     _CUSTOM_FUNCTIONS[function] = custom
+    _REGISTRY[0] += 1
     return RectifierRegistration(target, function, custom)
 
 
@@ -765,7 +779,8 @@ class _Recorder(TorchFunctionMode):
         self.full = True
         self.seen: dict[str, None] = {}  # names of the torch functions executed, in order (an ordered set)
         self._calls: dict[str, int] = {}
-        self._names: dict[Any, str] = {}
+        self._roles: dict[Any, str] = {}  # func -> what to do with its calls
+        self._registry = _REGISTRY[0]
         self._on = False
         self._inside_custom = 0
         self._hooks = []
@@ -863,38 +878,38 @@ class _Recorder(TorchFunctionMode):
     ) -> Any:
         if kwargs is None:
             kwargs = {}
-        fname = self._names.get(func)
-        if fname is None:
-            fname = self._names[func] = _func_name(func)
-        if self._inside_custom:
+        role = self._roles.get(func)
+        if role is None or self._registry != _REGISTRY[0]:
+            role = self._role(func)
+        if role is _PASS or self._inside_custom:
             return func(*args, **kwargs)
-        if fname not in _NOT_SHOWN:
-            self.seen[fname] = None
-        label: str | None = _TABLE.get(func)
+        if role is _LINEAR_OUT or role is _CONV_OUT or role is _KEEP or role is _ZERO_OUT:
+            out = func(*args, **kwargs)
+            if isinstance(out, Tensor):
+                self._tag(role, args, out)
+            return out
+        label: str | None = None
         fires = 0.0
         x: Any = None
-        key = label
-        if label is not None:
+        key: str | None = None
+        if role is _TABLED:
+            label = key = _TABLE[func]
             if label == "hardtanh":
                 label = key = _hardtanh_label(args, kwargs)
             x = args[0] if args else kwargs.get("input", kwargs.get("self"))
-        else:
-            kind = _SPELLINGS.get(func)
-            if kind is not None:
-                found = _spelled(kind, args, kwargs)
-                if found is not None:
-                    label, x = found
-                    key = kind if label == "relu" else label
-            else:
-                custom = _CUSTOM_FUNCTIONS.get(func)
-                if custom is not None:
-                    label = key = custom.label
-                    fires = custom.fires
-                    x = args[0] if args else next(iter(kwargs.values()), None)
+        elif role is _SPELLED:
+            kind = _SPELLINGS[func]
+            found = _spelled(kind, args, kwargs)
+            if found is not None:
+                label, x = found
+                key = kind if label == "relu" else label
+        else:  # _CUSTOM
+            custom = _CUSTOM_FUNCTIONS[func]
+            label = key = custom.label
+            fires = custom.fires
+            x = args[0] if args else next(iter(kwargs.values()), None)
         if label is None or key is None or not _recordable(x):
-            out = func(*args, **kwargs)
-            self._tag(fname, args, out)
-            return out
+            return func(*args, **kwargs)
         xt = cast(Tensor, x)
         name, path, call = self._name(self._owner(), key)
         pre: Tensor = xt - fires if fires else xt
@@ -906,21 +921,46 @@ class _Recorder(TorchFunctionMode):
             pending = self.reduce_pre(acc, pre, label)  # before func runs: an in-place call overwrites x
             out = func(*args, **kwargs)
             self.commit(acc, label, pending, out)
-        tag = getattr(x, _AXIS_TAG, None)
-        if tag is not None and isinstance(out, Tensor) and out is not x and out.shape == x.shape:
+        tag = getattr(xt, _AXIS_TAG, None)
+        if tag is not None and isinstance(out, Tensor) and out is not xt and out.shape == xt.shape:
             setattr(out, _AXIS_TAG, tag)
         return out
 
-    @staticmethod
-    def _tag(fname: str, args: tuple[Any, ...], out: Any) -> None:
-        """Mark outputs of Linear/Conv (their unit axis), pass the mark through shape-preserving calls."""
-        if not isinstance(out, Tensor):
-            return
-        if fname in _LINEAR_PRODUCERS:
-            setattr(out, _AXIS_TAG, "linear")
+    def _role(self, func: Any) -> str:
+        """What to do with calls of ``func`` (cached per recorder; recomputed after register_rectifier changes)."""
+        if self._registry != _REGISTRY[0]:
+            self._roles.clear()
+            self._registry = _REGISTRY[0]
+        fname = _func_name(func)
+        if fname not in _NOT_SHOWN:
+            self.seen[fname] = None  # the first call of each function: what ran, for "found no rectifier among"
+        if func in _CUSTOM_FUNCTIONS:
+            role = _CUSTOM
+        elif func in _TABLE:
+            role = _TABLED
+        elif func in _SPELLINGS:
+            role = _SPELLED
+        elif fname in _LINEAR_PRODUCERS:
+            role = _LINEAR_OUT
         elif fname in _CONV_PRODUCERS:
-            setattr(out, _AXIS_TAG, "conv")
+            role = _CONV_OUT
         elif fname in _KEEP_AXIS:
+            role = _KEEP
+        elif fname in _ZERO_FACTORIES:
+            role = _ZERO_OUT
+        else:
+            role = _PASS
+        self._roles[func] = role
+        return role
+
+    @staticmethod
+    def _tag(role: str, args: tuple[Any, ...], out: Tensor) -> None:
+        """Mark outputs of Linear/Conv (their unit axis), pass the mark through shape-preserving calls."""
+        if role is _LINEAR_OUT:
+            setattr(out, _AXIS_TAG, "linear")
+        elif role is _CONV_OUT:
+            setattr(out, _AXIS_TAG, "conv")
+        elif role is _KEEP:
             for a in args:
                 if isinstance(a, Tensor) and a.shape == out.shape:
                     tag = getattr(a, _AXIS_TAG, None)
@@ -928,7 +968,7 @@ class _Recorder(TorchFunctionMode):
                         if a is not out:
                             setattr(out, _AXIS_TAG, tag)
                         return
-        elif fname in _ZERO_FACTORIES:
+        else:  # a zeros factory
             with contextlib.suppress(RuntimeError):  # inference tensors have no version counter
                 setattr(out, _ZERO_TAG, (out._version, True))
 
