@@ -370,7 +370,7 @@ class ActivationStats:
         return _counters(self.to_dict()) == _counters(other.to_dict())
 
     def __repr__(self) -> str:
-        parts = [f"{n}: {s.units} {s.kind} units, {s.n_samples} samples" for n, s in self._sites.items()]
+        parts = [f"{n}: {s.units} {s.kind} units, {self.describe_samples(n)}" for n, s in self._sites.items()]
         return f"ActivationStats({'; '.join(parts)})"
 
     def _site(self, name: str) -> _Site:

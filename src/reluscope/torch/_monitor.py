@@ -223,7 +223,8 @@ def monitor(
     channels_last
         Sugar for the fallback rule (sites with no Linear/Conv producer): rank >= 3 activations along the last dim.
     unit_axis
-        ``{site name: axis}`` overrides of the unit axis (see :func:`reluscope.torch.scan`).
+        ``{site name: axis}`` overrides of the unit axis (see :func:`reluscope.torch.scan`); a name that no recorded
+        pass has run yet is not an error here (a branch may run later): check ``m.sites``.
     train_only
         Ignore forward passes in eval mode (validation), so the window covers training data only.
 
