@@ -285,3 +285,17 @@ def test_conv_model_per_channel_by_default() -> None:
     with monitor(model) as m:
         model(torch.randn(4, 2, 6, 6))
     assert [(s.name, s.kind, s.shape) for s in m.sites] == [("features.2", "dense", (5,)), ("relu", "dense", (4,))]
+
+
+def test_monitor_says_what_ran_and_takes_unit_axis_overrides() -> None:
+    """No sites: functions_seen lists what the recorded passes executed. unit_axis works as in scan."""
+    tanh = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+    with monitor(tanh) as m:
+        tanh(torch.randn(2, 3, generator=torch.Generator().manual_seed(0)))
+    assert m.sites == [] and m.functions_seen == ["linear", "tanh"]
+    tokens = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    x = torch.randn(5, 6, 3, generator=torch.Generator().manual_seed(1))
+    with monitor(tokens, full_every=1) as by_feature, monitor(tokens, full_every=1, unit_axis={"1": 1}) as by_token:
+        tokens(x)
+    assert by_feature.stats.n_units("1") == 4 and by_feature.stats.n_samples("1") == 30
+    assert by_token.stats.n_units("1") == 6 and by_token.stats.axis_source("1") == "user"
