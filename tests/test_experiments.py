@@ -15,7 +15,6 @@ from reluscope.experiments import (
     TABLE_COLUMNS,
     BornDeadConfig,
     SweepConfig,
-    _GuardedTracker,
     born_dead_study,
     cell_key,
     dead_over_training,
@@ -31,6 +30,7 @@ from reluscope.experiments import (
     sweep_table,
 )
 from reluscope.nn import MLP
+from reluscope.runs import _GuardedTracker
 from reluscope.nn.optim import get_optimizer
 from reluscope.train import History, TrainState, fit
 
@@ -523,11 +523,11 @@ def test_recorded_commands_reproduce_the_exact_config():
 
 def test_train_command_in_a_report_keeps_every_recorded_option(tmp_path):
     from reluscope.io import load_json
-    from reluscope.report.build import _train_command
+    from reluscope.experiments import train_command
 
     args = ["--n-per-class", "40", "--n-classes", "4", "--lr", "0.31622776", "--epochs", "3", "--redo", "2"]
     res = invoke("train", *args, "--out", str(tmp_path))
     assert res.exit_code == 0, res.output
-    cmd = _train_command(load_json(tmp_path / "run.json")["config"], tmp_path)
+    cmd = train_command(load_json(tmp_path / "run.json")["config"], tmp_path)
     for part in ("--n-per-class 40", "--n-classes 4", "--lr 0.31622776", "--redo 2", "--epochs 3"):
         assert part in cmd

@@ -16,14 +16,13 @@ from reluscope.nn import MLP, SGD, Adam
 from reluscope.remedies import (
     DeathSpikeDetector,
     ReDoCallback,
-    compare_remedies,
     dead_by_gradient,
     leaky_swap,
     lr_range_test,
     recycle_mask,
     redo,
-    run_remedy,
 )
+from reluscope.experiments import compare_remedies, run_remedy
 from reluscope.train import fit
 
 

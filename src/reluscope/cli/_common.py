@@ -65,6 +65,15 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def invoked_command() -> str | None:
+    """The ``reluscope ...`` command line this process runs, to record with a result (None when not run as the
+    ``reluscope`` executable, e.g. under tests)."""
+    import shlex
+    import sys
+
+    return "reluscope " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("reluscope") else None
+
+
 # Dataset options shared by train, diagnose and sweep --------------------------------------------------------------
 DataOpt = Annotated[
     str,
