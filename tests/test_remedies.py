@@ -12,6 +12,7 @@ import pytest
 from _rounding import assert_dead_masks_within_rounding, rounding_bounds
 from reluscope.data import spiral
 from reluscope.diagnose import ActivationStats, scan
+from reluscope.experiments import compare_remedies, run_remedy
 from reluscope.nn import MLP, SGD, Adam
 from reluscope.remedies import (
     DeathSpikeDetector,
@@ -22,7 +23,6 @@ from reluscope.remedies import (
     recycle_mask,
     redo,
 )
-from reluscope.experiments import compare_remedies, run_remedy
 from reluscope.train import fit
 
 

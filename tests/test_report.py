@@ -338,7 +338,7 @@ def test_train_report_refuses_a_newer_record(train_dir, tmp_path):
     record = json.loads((run / "run.json").read_text())
     record["version"] = 99
     (run / "run.json").write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="version 99.*reads 'reluscope.run' versions 1 and 2"):
+    with pytest.raises(ValueError, match=r"version 99.*reads 'reluscope\.run' versions 1 and 2"):
         build_report(run)
 
 

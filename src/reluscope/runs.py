@@ -238,7 +238,8 @@ class RunConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown run config keys {unknown}; was the file written by another version?")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kwargs)
 
 
 # Data ---------------------------------------------------------------------------------------------------------------
@@ -277,7 +278,7 @@ class PreparedData:
 
     @property
     def has_val(self) -> bool:
-        return self.X_val.shape[0] > 0
+        return bool(self.X_val.shape[0] > 0)
 
 
 def _digest(*arrays: NDArray[Any]) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 
 from reluscope.experiments._grid import SWEEP_FILE, SweepConfig, load_sweep_data
 from reluscope.experiments._tables import summarize_sweep, sweep_table, write_tables
-from reluscope.io import load_json, save_json
+from reluscope.io import load_json
 from reluscope.remedies import dead_by_gradient
-from reluscope.runs import CellResult, PreparedData, run, run_cell_config
+from reluscope.runs import CellResult, PreparedData, run, run_cell_config, save_record
 
 __all__ = ["CellProgress", "SweepResult", "load_sweep", "no_gradient_units", "run_cell", "run_sweep"]
 
@@ -141,7 +141,7 @@ def run_sweep(
         else:
             results[cell["key"]] = found
     skipped = list(results)
-    save_json(
+    save_record(
         out / SWEEP_FILE,
         {
             "kind": "sweep",
@@ -211,5 +211,9 @@ def load_sweep(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[s
         if path.is_file():
             result = load_json(path)
             if isinstance(result, dict) and result.get("status") in ("finished", "diverged"):
+                try:
+                    CellResult.from_dict(result)
+                except ValueError as exc:  # a cell of another format or version
+                    raise ValueError(f"{path}: {exc}") from None
                 cells.append(result)
     return record, cells

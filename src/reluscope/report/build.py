@@ -21,7 +21,7 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from reluscope.report.plots import (
     to_png,
 )
 from reluscope.runs import RUN_VERSION, RunResult
+
+if TYPE_CHECKING:
+    from reluscope.experiments import SweepConfig
 
 __all__ = [
     "REPORT_FILE",
@@ -163,25 +166,9 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import SweepConfig, load_sweep, summarize_sweep, sweep_command, sweep_table
-
-    record, cells = load_sweep(run_dir)
-    config = SweepConfig.from_dict(record["config"])
-    n_total = len(record["cells"])
-    if not cells:
-        raise ValueError(
-            f"{run_dir} has a sweep record but no finished cells; run `{sweep_command(config, run_dir)}` to run it"
-        )
-    rows = sweep_table(cells)
-    summary = summarize_sweep(rows)
-    data = record.get("data", {})
-    plots = sweep_plots(cells, n_classes=data.get("n_classes"))
-    n_div = sum(c["status"] == "diverged" for c in cells)
-    status = f"{len(cells)} of {n_total} cells finished" + (f" ({n_div} diverged)" if n_div else "")
-    if len(cells) < n_total:
-        status += "; the sweep was interrupted: rerun the command below to finish the missing cells"
-    overview: list[Block] = [
+def _sweep_overview(config: SweepConfig, data: Mapping[str, Any]) -> list[Block]:
+    """The data, network and grid of a sweep in words."""
+    return [
         Text(
             f"Data: {data.get('name', config.data)} ({data.get('n_train', '?')} training, "
             f"{data.get('n_val', '?')} validation samples). Net: {data.get('n_features', '?')} inputs, hidden "
@@ -198,6 +185,10 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
         ),
         Text(_DEAD_EXPLAINED),
     ]
+
+
+def _sweep_figures(plots: Mapping[str, Plot], config: SweepConfig) -> list[Block]:
+    """The sweep's figures with their captions."""
     figures: list[Block] = [
         Image(
             to_png(plots["dead_vs_lr"].figure),
@@ -231,6 +222,29 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
                 "Fire rates of the same run's units after training; the red bar counts dead units.",
             ),
         ]
+    return figures
+
+
+def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
+    from reluscope.experiments import SweepConfig, load_sweep, summarize_sweep, sweep_command, sweep_table
+
+    record, cells = load_sweep(run_dir)
+    config = SweepConfig.from_dict(record["config"])
+    n_total = len(record["cells"])
+    if not cells:
+        raise ValueError(
+            f"{run_dir} has a sweep record but no finished cells; run `{sweep_command(config, run_dir)}` to run it"
+        )
+    rows = sweep_table(cells)
+    summary = summarize_sweep(rows)
+    data = record.get("data", {})
+    plots = sweep_plots(cells, n_classes=data.get("n_classes"))
+    n_div = sum(c["status"] == "diverged" for c in cells)
+    status = f"{len(cells)} of {n_total} cells finished" + (f" ({n_div} diverged)" if n_div else "")
+    if len(cells) < n_total:
+        status += "; the sweep was interrupted: rerun the command below to finish the missing cells"
+    overview = _sweep_overview(config, data)
+    figures = _sweep_figures(plots, config)
     command = record.get("command") or sweep_command(config, run_dir)
     sections = [
         Section("Overview", overview),
