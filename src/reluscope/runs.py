@@ -40,7 +40,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +64,8 @@ __all__ = [
     "RunConfig",
     "RunResult",
     "check_remedy",
+    "config_from_dict",
+    "config_to_dict",
     "dumps_strict",
     "finite_or_none",
     "load_run",
@@ -75,6 +77,8 @@ __all__ = [
     "save_run",
     "strict",
 ]
+
+_C = TypeVar("_C")
 
 RUN_FORMAT = "reluscope.run"
 RUN_VERSION = 2
@@ -162,6 +166,22 @@ def save_record(path: str | os.PathLike[str], record: Mapping[str, Any], *, comp
         f.write(dumps_strict(record, compact=compact) + "\n")
 
 
+# Frozen config dataclasses <-> JSON ---------------------------------------------------------------------------------
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-ready dict: its fields, tuples as lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def config_from_dict(cls: type[_C], d: Mapping[str, Any], what: str) -> _C:
+    """Rebuild the config dataclass ``cls`` from :func:`config_to_dict`; lists become tuples, and keys that are not
+    fields are a ValueError naming them (``what`` names the config in the message)."""
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; was the file written by another version?")
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return cls(**kwargs)
+
+
 # Configuration ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunConfig:
@@ -225,8 +245,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists), with ``version``; :meth:`from_dict` rebuilds the config."""
-        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        return {"version": RUN_VERSION, **d}
+        return {"version": RUN_VERSION, **config_to_dict(self)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
@@ -235,11 +254,7 @@ class RunConfig:
         version = d.pop("version", RUN_VERSION)
         if version != RUN_VERSION:
             raise ValueError(f"run config version {version} is not readable by this reluscope (reads {RUN_VERSION})")
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown run config keys {unknown}; was the file written by another version?")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kwargs)
+        return config_from_dict(cls, d, "run config")
 
 
 # Data ---------------------------------------------------------------------------------------------------------------

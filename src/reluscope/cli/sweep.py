@@ -23,9 +23,9 @@ from reluscope.cli._common import (
     RegOpt,
     SlopeOpt,
     StandardizeOpt,
+    config_options,
     console,
     friendly_errors,
-    parse_hidden,
 )
 
 if TYPE_CHECKING:
@@ -175,15 +175,8 @@ def _sweep_config(opts: dict[str, Any]) -> SweepConfig:
     from reluscope.experiments import SweepConfig, parse_float_list, parse_int_list, parse_name_list
 
     return SweepConfig(
-        data=opts["data"],
-        labels=None if opts["labels"] is None else str(opts["labels"]),
-        label_column=opts["label_column"],
-        n_per_class=opts["n_per_class"],
-        n_classes=opts["n_classes"],
+        **config_options(opts),
         data_seed=opts["data_seed"],
-        standardize=opts["standardize"],
-        val_fraction=opts["val_fraction"],
-        hidden=tuple(parse_hidden(opts["hidden"])),
         lrs=parse_float_list(opts["lrs"], "--lrs"),
         activations=parse_name_list(opts["activations"], "--activations"),
         inits=parse_name_list(opts["inits"], "--inits"),
@@ -191,15 +184,7 @@ def _sweep_config(opts: dict[str, Any]) -> SweepConfig:
         remedies=parse_name_list(opts["remedies"], "--remedies"),
         redo_every=opts["redo_every"],
         redo_tau=opts["redo_tau"],
-        init_std=opts["init_std"],
-        bias_init=opts["bias_init"],
-        slope=opts["slope"],
-        optimizer=opts["optimizer"],
-        reg=opts["reg"],
-        epochs=opts["epochs"],
-        batch_size=opts["batch_size"] or None,
         track_every=opts["track_every"],
-        dtype=opts["dtype"].value,
     )
 
 

@@ -27,10 +27,10 @@ from reluscope.cli._common import (
     SeedOpt,
     SlopeOpt,
     StandardizeOpt,
+    config_options,
     console,
     friendly_errors,
     invoked_command,
-    parse_hidden,
 )
 
 if TYPE_CHECKING:
@@ -145,26 +145,11 @@ def _run_config(opts: dict[str, Any]) -> RunConfig:
     from reluscope.runs import RunConfig
 
     return RunConfig(
-        data=opts["data"],
-        labels=None if opts["labels"] is None else str(opts["labels"]),
-        label_column=opts["label_column"],
-        n_per_class=opts["n_per_class"],
-        n_classes=opts["n_classes"],
+        **config_options(opts),
         data_seed=opts["seed"],
-        val_fraction=opts["val_fraction"],
-        standardize=opts["standardize"],
-        hidden=tuple(parse_hidden(opts["hidden"])),
         activation=opts["activation"],
-        slope=opts["slope"],
         init=opts["init"],
-        init_std=opts["init_std"],
-        bias_init=opts["bias_init"],
-        dtype=opts["dtype"].value,
-        optimizer=opts["optimizer"],
         lr=opts["lr"],
-        reg=opts["reg"],
-        epochs=opts["epochs"],
-        batch_size=opts["batch_size"] or None,
         seed=opts["seed"],
         remedy="redo" if opts["redo"] else "none",
         redo_every=opts["redo"] or 100,

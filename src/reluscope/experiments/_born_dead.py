@@ -6,7 +6,7 @@ import math
 import os
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from reluscope.experiments._checks import dedupe as _dedupe
 from reluscope.experiments._tables import csv_text
 from reluscope.io import atomic_write
 from reluscope.nn.init import check_init
-from reluscope.runs import save_record
+from reluscope.runs import config_from_dict, config_to_dict, save_record
 
 __all__ = [
     "BORN_DEAD_COLUMNS",
@@ -78,16 +78,12 @@ class BornDeadConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BornDeadConfig:
         """Rebuild from :meth:`to_dict`; unknown keys are a ValueError."""
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown born-dead config keys {unknown}; was the file written by another version?")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kwargs)
+        return config_from_dict(cls, d, "born-dead config")
 
 
 BORN_DEAD_COLUMNS = (

@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from reluscope._validate import check_positive
@@ -15,7 +15,16 @@ from reluscope.experiments._checks import dedupe as _dedupe
 from reluscope.nn import get_activation
 from reluscope.nn.init import check_init
 from reluscope.nn.optim import get_optimizer
-from reluscope.runs import CELL_FORMAT, CELL_VERSION, PreparedData, RunConfig, check_remedy, prepare_data
+from reluscope.runs import (
+    CELL_FORMAT,
+    CELL_VERSION,
+    PreparedData,
+    RunConfig,
+    check_remedy,
+    config_from_dict,
+    config_to_dict,
+    prepare_data,
+)
 
 __all__ = [
     "DEFAULT_LRS",
@@ -108,17 +117,12 @@ class SweepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists); :meth:`from_dict` rebuilds the config."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SweepConfig:
         """Rebuild a config from :meth:`to_dict`; unknown keys are a ValueError."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown sweep config keys {unknown}; was the file written by another version?")
-        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kwargs)
+        return config_from_dict(cls, d, "sweep config")
 
     def cells(self, data_digest: str) -> list[dict[str, Any]]:
         """One config dict per cell, in grid order (init, activation, remedy, lr, seed), each with its ``key``."""

@@ -225,8 +225,29 @@ def _sweep_figures(plots: Mapping[str, Plot], config: SweepConfig) -> list[Block
     return figures
 
 
+# the page's table of all cells: the columns of results.csv less these (and the key moved last)
+_CELL_COLUMNS_LEFT_OUT = (
+    "key",
+    "diverged_at_epoch",
+    "final_epoch",
+    "epochs_run",
+    "units",
+    "nearly_dead",
+    "median_fire_rate",
+    "dormant_fraction",
+    "val_loss",
+)
+
+
 def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import SweepConfig, load_sweep, summarize_sweep, sweep_command, sweep_table
+    from reluscope.experiments import (
+        TABLE_COLUMNS,
+        SweepConfig,
+        load_sweep,
+        summarize_sweep,
+        sweep_command,
+        sweep_table,
+    )
 
     record, cells = load_sweep(run_dir)
     config = SweepConfig.from_dict(record["config"])
@@ -255,23 +276,7 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
             [
                 Table(
                     rows,
-                    (
-                        "activation",
-                        "init",
-                        "lr",
-                        "seed",
-                        "status",
-                        "layer",
-                        "dead_fraction",
-                        "no_gradient_fraction",
-                        "n_born_dead",
-                        "n_died",
-                        "n_revived",
-                        "train_accuracy",
-                        "val_accuracy",
-                        "final_loss",
-                        "key",
-                    ),
+                    (*(c for c in TABLE_COLUMNS if c not in _CELL_COLUMNS_LEFT_OUT), "key"),
                 )
             ],
         ),
