@@ -60,6 +60,7 @@ __all__ = [
     "RUN_FORMAT",
     "RUN_VERSION",
     "CellResult",
+    "DataConfig",
     "PreparedData",
     "RunConfig",
     "RunResult",
@@ -184,12 +185,32 @@ def config_from_dict(cls: type[_C], d: Mapping[str, Any], what: str) -> _C:
 
 # Configuration ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RunConfig:
+class DataConfig:
+    """Which data a run trains on: ``data`` (spiral, digits or a file), ``labels`` (IDX labels file),
+    ``label_column`` (.csv), ``n_per_class``/``n_classes`` (spiral), ``data_seed`` (spiral generation and the
+    validation split), ``standardize`` (training-set mean/std) and ``val_fraction`` in [0, 1) held out
+    (stratified). The base of :class:`RunConfig` and :class:`reluscope.experiments.SweepConfig`; read by
+    :func:`prepare_data`."""
+
+    data: str = "spiral"
+    labels: str | None = None
+    label_column: str = "label"
+    n_per_class: int = 100
+    n_classes: int = 3
+    data_seed: int = 0
+    standardize: bool = False
+    val_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.val_fraction, int | float) and 0.0 <= self.val_fraction < 1.0):
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}; e.g. 0.2")
+
+
+@dataclass(frozen=True)
+class RunConfig(DataConfig):
     """Everything one training run depends on: data, network, optimisation, remedy and what to measure.
 
-    Data: ``data`` (spiral, digits or a file), ``labels`` (IDX labels file), ``label_column`` (.csv),
-    ``n_per_class``/``n_classes`` (spiral), ``data_seed`` (spiral generation and the validation split),
-    ``val_fraction`` in [0, 1) (stratified), ``standardize`` (training-set mean/std).
+    Data: the fields of :class:`DataConfig`.
     Network: ``hidden`` widths, ``activation``, ``slope``, ``init``, ``init_std``, ``bias_init``, ``dtype``.
     Training: ``optimizer``, ``lr``, ``reg``, ``epochs``, ``batch_size`` (None = full batch), ``seed`` (init and
     minibatch order).
@@ -201,14 +222,6 @@ class RunConfig:
     of the last successful scan (sweep cells, where high learning rates are the point).
     """
 
-    data: str = "spiral"
-    labels: str | None = None
-    label_column: str = "label"
-    n_per_class: int = 100
-    n_classes: int = 3
-    data_seed: int = 0
-    val_fraction: float = 0.0
-    standardize: bool = False
     hidden: tuple[int, ...] = (100,)
     activation: str = "relu"
     slope: float = 0.01
@@ -231,12 +244,11 @@ class RunConfig:
     overflow: str = "raise"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         check_remedy(self.remedy)
         if self.overflow not in ("raise", "stop"):
             raise ValueError(f"overflow must be 'raise' or 'stop', got {self.overflow!r}")
-        if not (isinstance(self.val_fraction, int | float) and 0.0 <= self.val_fraction < 1.0):
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}; e.g. 0.2")
 
     @property
     def net_activation(self) -> str:
@@ -305,9 +317,10 @@ def _digest(*arrays: NDArray[Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def prepare_data(config: RunConfig) -> PreparedData:
+def prepare_data(config: DataConfig) -> PreparedData:
     """Load the dataset named in ``config``, split off ``val_fraction`` (stratified, seeded by ``data_seed``),
-    standardise with training-set statistics if asked, and cast to ``config.dtype``.
+    standardise with training-set statistics if asked, and cast to ``config.dtype`` (float64 for a bare
+    :class:`DataConfig`).
 
     Raises whatever :func:`reluscope.data.load_dataset` raises for a bad name or file (ValueError, OSError).
     """
@@ -328,7 +341,8 @@ def prepare_data(config: RunConfig) -> PreparedData:
     if config.standardize:
         scaler = Standardizer.fit(X)
         X, X_val = scaler.transform(X), scaler.transform(X_val)
-    X, X_val = X.astype(config.dtype, copy=False), X_val.astype(config.dtype, copy=False)
+    dtype = getattr(config, "dtype", "float64")
+    X, X_val = X.astype(dtype, copy=False), X_val.astype(dtype, copy=False)
     y, y_val = y.astype(np.int64, copy=False), y_val.astype(np.int64, copy=False)
     return PreparedData(X, y, X_val, y_val, ds.n_classes, ds.name, _digest(X, y, X_val, y_val), scaler)
 

@@ -18,8 +18,8 @@ from reluscope.nn.optim import get_optimizer
 from reluscope.runs import (
     CELL_FORMAT,
     CELL_VERSION,
+    DataConfig,
     PreparedData,
-    RunConfig,
     check_remedy,
     config_from_dict,
     config_to_dict,
@@ -44,7 +44,7 @@ SWEEP_REMEDIES = ("none", "redo")
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(DataConfig):
     """A grid of training runs: ``lrs`` x ``activations`` x ``inits`` x ``seeds``, everything else shared.
 
     The defaults are the CS231n 2-layer case study on the spiral (100 hidden units, reg 1e-3, full-batch SGD,
@@ -53,14 +53,7 @@ class SweepConfig:
     every cell (``data_seed``).
     """
 
-    data: str = "spiral"
-    labels: str | None = None
-    label_column: str = "label"
-    n_per_class: int = 100
-    n_classes: int = 3
-    data_seed: int = 0
-    standardize: bool = False
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # the data fields come from DataConfig; a sweep holds out 20% by default
     hidden: tuple[int, ...] = (100,)
     lrs: tuple[float, ...] = DEFAULT_LRS
     activations: tuple[str, ...] = ("relu", "leaky")
@@ -100,8 +93,7 @@ class SweepConfig:
         _check_int(self.track_every, "track_every", 1)
         if self.batch_size is not None:
             _check_int(self.batch_size, "batch_size", 1)
-        if not (isinstance(self.val_fraction, int | float) and 0.0 <= self.val_fraction < 1.0):
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}; e.g. 0.2")
+        super().__post_init__()
         check_positive(self.reg, "reg", allow_zero=True)
         check_positive(self.init_std, "init_std")
         get_optimizer(self.optimizer, 1.0)
@@ -179,16 +171,4 @@ SweepData = PreparedData
 def load_sweep_data(config: SweepConfig) -> PreparedData:
     """Load the dataset named in ``config``, split off validation data and standardise if asked
     (:func:`reluscope.runs.prepare_data`); the data and split are the same for every cell."""
-    return prepare_data(
-        RunConfig(
-            data=config.data,
-            labels=config.labels,
-            label_column=config.label_column,
-            n_per_class=config.n_per_class,
-            n_classes=config.n_classes,
-            data_seed=config.data_seed,
-            val_fraction=config.val_fraction,
-            standardize=config.standardize,
-            dtype=config.dtype,
-        )
-    )
+    return prepare_data(config)
