@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -144,12 +144,21 @@ def run_remedy(
         redo_tau=redo_tau,
         redo_until=redo_until,
     )
-    result = run(config, callbacks, data=PreparedData.from_arrays(X, y))
-    assert result.stats is not None and result.net is not None
+    return _remedy_run(config, PreparedData.from_arrays(X, y), callbacks)
+
+
+def _remedy_run(config: RunConfig, data: PreparedData, callbacks: Sequence[Callback] = ()) -> RemedyRun:
+    """:func:`reluscope.runs.run` of ``config`` on ``data``, measured as a :class:`RemedyRun`."""
+    result = run(config, callbacks, data=data)
+    if result.stats is None:
+        raise ValueError(
+            f"the network trained with remedy {config.remedy!r} at lr={config.lr:g} overflows on the training data, "
+            "so its units cannot be counted; lower the learning rate"
+        )
     n_units = sum(m.size for m in result.no_gradient.values())
     return RemedyRun(
-        remedy=remedy,
-        seed=int(seed),
+        remedy=config.remedy,
+        seed=int(config.seed),
         train_accuracy=float(result.train_accuracy or 0.0),
         final_loss=float(result.history["loss"][-1]) if result.history["loss"] else math.nan,
         dead_fraction=overall_dead_fraction(result.stats),
@@ -234,26 +243,20 @@ def compare_remedies(
         "redo_until": redo_until if redo_until is not None else default_redo_until(epochs),
         "slope": slope,
     }
-    runs = [
-        run_remedy(
-            remedy,
-            X,
-            y,
-            seed=int(seed),
-            hidden=hidden,
-            init=init,
-            init_std=init_std,
-            lr=lr,
-            reg=reg,
-            epochs=epochs,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            redo_every=redo_every,
-            redo_tau=redo_tau,
-            redo_until=redo_until,
-            slope=slope,
-        )
-        for seed in seeds
-        for remedy in remedies
-    ]
+    data = PreparedData.from_arrays(X, y)
+    base = RunConfig(
+        hidden=tuple(int(h) for h in hidden),
+        slope=slope,
+        init=init,
+        init_std=init_std,
+        optimizer=optimizer,
+        lr=lr,
+        reg=reg,
+        epochs=epochs,
+        batch_size=batch_size,
+        redo_every=redo_every,
+        redo_tau=redo_tau,
+        redo_until=redo_until,
+    )
+    runs = [_remedy_run(replace(base, seed=int(seed), remedy=remedy), data) for seed in seeds for remedy in remedies]
     return RemedyComparison(config=config, runs=runs)
