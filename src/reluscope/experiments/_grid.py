@@ -18,6 +18,7 @@ from reluscope.nn.optim import get_optimizer
 from reluscope.runs import (
     CELL_FORMAT,
     CELL_VERSION,
+    REMEDIES,
     DataConfig,
     PreparedData,
     check_remedy,
@@ -39,7 +40,7 @@ __all__ = [
 
 SWEEP_FILE = "sweep.json"
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-SWEEP_REMEDIES = ("none", "redo")
+SWEEP_REMEDIES = tuple(r for r in REMEDIES if r != "leaky")
 """The remedies of :data:`reluscope.runs.REMEDIES` a sweep takes: leaky ReLU is on the activation axis."""
 
 
