@@ -619,7 +619,7 @@ def _measure(
     result = RunResult(
         status=status,
         config=_train_config(config, net, data),
-        history=history.to_dict(),
+        history={f.name: getattr(history, f.name) for f in fields(history)},  # History.to_dict without a deep copy
         final_epoch=final_epoch,
         train_accuracy=net.accuracy(data.X, data.y),
         val_accuracy=net.accuracy(data.X_val, data.y_val) if data.has_val else None,
@@ -676,7 +676,7 @@ class CellResult:
         assert result.stats is not None and result.net is not None  # a cell always tracks and has hidden layers
         history = History.from_dict(result.history)
         layers: dict[str, Any] = {}
-        for row in result.stats.summary(0.1, 0.01):
+        for row in result.scan or result.stats.summary():  # the default tau 0.1, nearly dead below 0.01
             uh = result.units[row["name"]]
             layers[row["name"]] = {
                 "units": row["units"],
@@ -725,8 +725,7 @@ class CellResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record: ``format``, ``version`` and every field."""
-        d = asdict(self)
-        d.pop("version")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "version"}  # shallow: no deep copy
         return {"format": CELL_FORMAT, "version": CELL_RESULT_VERSION, **d}
 
     @classmethod
