@@ -562,3 +562,25 @@ def test_cli_sweep_prints_a_line_per_cell_as_it_finishes_when_not_a_terminal(tmp
     assert res.stdout.index("cell 8/8") < res.stdout.index("dead units after training")
     quiet = invoke("sweep", *TINY_ARGS, "--out", str(tmp_path), "--no-plots", "--quiet")
     assert quiet.stdout == ""
+
+
+def test_cell_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from rich.console import Console
+
+    from reluscope.cli._progress import CellProgress
+
+    cell = {"config": {"activation": "relu", "lr": 0.5, "seed": 1}, "status": "finished",
+            "layers": {"hidden1": {"dead_fraction": 0.25}}}  # fmt: skip
+    for terminal in (True, False):
+        buf = io.StringIO()
+        out = Console(file=buf, force_terminal=terminal, width=100)
+        with CellProgress(out, 2, "sweep") as progress:
+            progress.advance(cell, 1, 2)
+            assert progress.progress.tasks[0].completed == (1 if terminal else 0)
+        assert ("cell 1/2: relu lr 0.5 seed 1 finished (hidden1 25% dead)" in buf.getvalue()) is not terminal
+    quiet = io.StringIO()
+    with CellProgress(Console(file=quiet, quiet=True), 2, "sweep") as progress:
+        progress.advance(cell, 1, 2)
+    assert quiet.getvalue() == ""

@@ -426,3 +426,20 @@ def test_report_cli_replay_was_removed_and_says_what_to_do(train_dir):
     assert res.exit_code == 2
     assert "--replay was removed" in res.stderr and "--track-dead 10" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_report_reads_version_1_cells(sweep_dir, tmp_path):
+    """Cells written by reluscope 0.1 (version 1, the same fields) are read as they are."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(sweep_dir, old)
+    for p in (old / "cells").glob("*.json"):
+        record = json.loads(p.read_text())
+        record["version"] = 1
+        p.write_text(json.dumps(record))
+    assert "8 of 8 cells finished" in build_report(old).read_text()
+    bad = next((old / "cells").glob("*.json"))
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), "version": 5}))
+    with pytest.raises(ValueError, match=r"version 5.*rerun the sweep"):
+        build_report(old)
