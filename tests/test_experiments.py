@@ -31,7 +31,7 @@ from reluscope.experiments import (
 )
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
-from reluscope.runs import _GuardedTracker
+from reluscope.runs._run import _GuardedTracker
 from reluscope.train import History, TrainState, fit
 
 # a grid small enough to run in a fraction of a second: 2 lrs x 2 activations x 2 seeds = 8 cells
