@@ -15,14 +15,12 @@ from reluscope.runs import (
     PreparedData,
     RunConfig,
     RunResult,
-    dumps_strict,
     load_run,
     mean_std,
     prepare_data,
     run,
     run_cell_config,
     save_run,
-    strict,
 )
 
 SMALL = RunConfig(n_per_class=20, hidden=(12,), lr=1.0, epochs=30, val_fraction=0.2, track_every=10, death_spike=0.05)
@@ -91,14 +89,21 @@ def test_cell_result_round_trip(tmp_path):
         CellResult.from_dict({k: v for k, v in v1.items() if k != "layers"})
 
 
-def test_strict_json_has_no_bare_nan(tmp_path):
-    clean, non_finite = strict({"a": [1.0, math.nan, np.float32("inf")], "b": {"c": -math.inf}, "n": np.int64(3)})
-    assert clean == {"a": [1.0, None, None], "b": {"c": None}, "n": 3}
-    assert non_finite == {"a[1]": "nan", "a[2]": "inf", "b.c": "-inf"}
-    text = dumps_strict({"loss": [0.5, math.nan]})
-    assert "NaN" not in text and json.loads(text) == {"loss": [0.5, None], "non_finite": {"loss[1]": "nan"}}
-    with pytest.raises(TypeError, match="cannot write object at x"):
-        strict({"x": object()})
+def test_records_are_strict_json_with_nulls_and_where(tmp_path):
+    """A non-finite value in a record is written as null and its path listed; no bare NaN/Infinity in any file."""
+    cfg = SweepConfig(n_per_class=12, hidden=(6,), lrs=(0.5,), activations=("relu",), seeds=(0,), epochs=8)
+    data = load_sweep_data(cfg)
+    cell = cfg.cells(data.digest)[0]
+    record = CellResult.from_run(cell, run(run_cell_config(cell), data=data), seconds=math.inf)
+    record.write(tmp_path / "cell.json")
+    result = run(SMALL)
+    result.history["loss"][3] = math.nan
+    save_run(tmp_path / "run.json", result)
+    for name, where in (("cell.json", "seconds"), ("run.json", "history.loss[3]")):
+        d = json.loads((tmp_path / name).read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+        assert where in d["non_finite"]["paths"]
+    assert json.loads((tmp_path / "cell.json").read_text())["seconds"] is None
+    assert load_run(tmp_path / "run.json").history["loss"][3] is None
 
 
 def test_a_diverged_run_is_a_strict_record(tmp_path):

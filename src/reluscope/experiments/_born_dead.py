@@ -18,9 +18,9 @@ from reluscope.diagnose import born_dead_monte_carlo, born_dead_probability, gri
 from reluscope.experiments._checks import check_int as _check_int
 from reluscope.experiments._checks import dedupe as _dedupe
 from reluscope.experiments._tables import csv_text
-from reluscope.io import atomic_write
+from reluscope.io import atomic_write, save_json
 from reluscope.nn.init import check_init
-from reluscope.runs import config_from_dict, config_to_dict, save_record
+from reluscope.runs import config_from_dict, config_to_dict
 
 __all__ = [
     "BORN_DEAD_COLUMNS",
@@ -173,6 +173,6 @@ def write_born_dead(
     """Write ``born_dead.json`` (config, rows, command) and ``born_dead.csv`` into ``out``, atomically."""
     out = Path(out)
     record = {"kind": "born-dead", "config": config.to_dict(), "rows": rows, "command": command}
-    save_record(out / BORN_DEAD_FILE, record)
+    save_json(out / BORN_DEAD_FILE, record)
     with atomic_write(out / "born_dead.csv", "w") as f:
         f.write(born_dead_csv(rows))

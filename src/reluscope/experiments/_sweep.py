@@ -13,9 +13,9 @@ from typing import Any
 
 from reluscope.experiments._grid import SWEEP_FILE, SweepConfig, load_sweep_data
 from reluscope.experiments._tables import summarize_sweep, sweep_table, write_tables
-from reluscope.io import load_json
+from reluscope.io import load_json, save_json
 from reluscope.remedies import dead_by_gradient
-from reluscope.runs import CellResult, PreparedData, run, run_cell_config, save_record
+from reluscope.runs import CellResult, PreparedData, run, run_cell_config
 
 __all__ = ["CellProgress", "SweepResult", "load_sweep", "no_gradient_units", "run_cell", "run_sweep"]
 
@@ -141,7 +141,7 @@ def run_sweep(
         else:
             results[cell["key"]] = found
     skipped = list(results)
-    save_record(
+    save_json(
         out / SWEEP_FILE,
         {
             "kind": "sweep",

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from reluscope.experiments._grid import variant
-from reluscope.io import atomic_write
-from reluscope.runs import mean_std, save_record
+from reluscope.io import atomic_write, save_json
+from reluscope.runs import mean_std
 
 __all__ = [
     "SUMMARY_VALUES",
@@ -157,4 +157,4 @@ def write_tables(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, 
     """``results.csv`` (the tidy rows) and ``results.json`` (rows and summary, strict JSON) in ``out``."""
     with atomic_write(out / "results.csv", "w") as f:
         f.write(csv_text(rows, TABLE_COLUMNS))
-    save_record(out / "results.json", {"rows": rows, "summary": summary})
+    save_json(out / "results.json", {"rows": rows, "summary": summary})

@@ -24,10 +24,10 @@ Record schema (``run.json`` of ``reluscope train --out``; :class:`RunResult`)
 ``unit_history``      with ``--track-dead``: ``{layer: UnitHistory.to_dict()}``, per-scan fire counts included
 ``scan``              one row per layer of :meth:`reluscope.diagnose.ActivationStats.summary` at the end
 ``fire_rates``        ``{layer: [fire rate of each unit at the end]}`` (fraction of training samples it fired on)
-``non_finite``        ``{path: "nan" | "inf" | "-inf"}``: values that were not finite, written as null
+``non_finite``        ``{"paths": [...], "reason": ...}``: where a value was not finite (written as null)
 
-The JSON is strict (``allow_nan=False``): a NaN or infinity becomes ``null`` and its path and value are listed in
-``non_finite``, so any JSON reader can load every record. Sweep cells (:class:`CellResult`, ``cells/<key>.json``)
+The JSON is strict (``allow_nan=False``, :func:`reluscope.io.save_json`): a NaN or infinity becomes ``null`` and
+its path is listed in ``non_finite``, so any JSON reader can load every record. Sweep cells (:class:`CellResult`, ``cells/<key>.json``)
 follow the same rule.
 """
 
@@ -42,15 +42,7 @@ from reluscope.runs._config import (
     prepare_data,
     run_cell_config,
 )
-from reluscope.runs._json import (
-    config_from_dict,
-    config_to_dict,
-    dumps_strict,
-    finite_or_none,
-    mean_std,
-    save_record,
-    strict,
-)
+from reluscope.runs._json import config_from_dict, config_to_dict, finite_or_none, mean_std
 from reluscope.runs._run import RUN_FORMAT, RunResult, load_run, run, save_run
 
 __all__ = [
@@ -68,14 +60,11 @@ __all__ = [
     "check_remedy",
     "config_from_dict",
     "config_to_dict",
-    "dumps_strict",
     "finite_or_none",
     "load_run",
     "mean_std",
     "prepare_data",
     "run",
     "run_cell_config",
-    "save_record",
     "save_run",
-    "strict",
 ]
