@@ -2,7 +2,8 @@
 born-dead study.
 
 Every training run here is one :func:`reluscope.runs.run`. The package is split by concern: ``_grid`` (the sweep's
-configuration, cells and data), ``_sweep`` (running cells, resuming), ``_tables`` (tidy rows, summaries, CSV),
+configuration, cells and data), ``_cells`` (where a cell's record lives, running cells in workers), ``_sweep`` (the
+sweep's cells, resuming), ``_tables`` (tidy rows, summaries, CSV),
 ``_remedies`` (no remedy vs ReDo vs leaky over seeds), ``_born_dead`` (the born-dead study), ``_commands`` (the
 command lines that reproduce a result) and ``_checks`` (list parsing and checks for the configs).
 
@@ -40,6 +41,7 @@ from reluscope.experiments._born_dead import (
     born_dead_study,
     write_born_dead,
 )
+from reluscope.experiments._cells import cell_path, resolve_jobs, run_cells
 from reluscope.experiments._checks import parse_float_list, parse_int_list, parse_name_list
 from reluscope.experiments._commands import born_dead_command, format_number, sweep_command, train_command
 from reluscope.experiments._grid import (
@@ -88,6 +90,7 @@ __all__ = [
     "born_dead_csv",
     "born_dead_study",
     "cell_key",
+    "cell_path",
     "compare_remedies",
     "dead_over_training",
     "format_number",
@@ -97,7 +100,9 @@ __all__ = [
     "parse_float_list",
     "parse_int_list",
     "parse_name_list",
+    "resolve_jobs",
     "run_cell",
+    "run_cells",
     "run_remedy",
     "run_sweep",
     "summarize_sweep",

@@ -3,14 +3,15 @@ it finishes (atomically), so an interrupted sweep resumes where it stopped."""
 
 from __future__ import annotations
 
-import numbers
+import functools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reluscope.experiments._cells import cell_path, resolve_jobs, run_cells
 from reluscope.experiments._grid import SWEEP_FILE, SweepConfig, load_sweep_data
 from reluscope.experiments._tables import summarize_sweep, sweep_table, write_tables
 from reluscope.io import load_json, save_json
@@ -44,13 +45,9 @@ def run_cell(cell: dict[str, Any], data: PreparedData) -> dict[str, Any]:
     return _run_cell(cell, data).to_dict()
 
 
-def _cell_path(out: Path, key: str) -> Path:
-    return out / "cells" / f"{key}.json"
-
-
-def _run_and_write(cell: dict[str, Any], data: PreparedData, path: Path) -> dict[str, Any]:
+def _run_and_write(cell: dict[str, Any], *, data: PreparedData, out: Path) -> dict[str, Any]:
     result = _run_cell(cell, data)
-    result.write(path)
+    result.write(cell_path(out, cell["key"]))
     return result.to_dict()
 
 
@@ -91,16 +88,6 @@ class SweepResult:
     summary: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _resolve_jobs(jobs: Any) -> int:
-    import joblib
-
-    if jobs is None:
-        return max(1, int(joblib.cpu_count()))
-    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs == 0 or jobs < -1:
-        raise ValueError(f"jobs must be a positive number of processes or -1 (all cores), got {jobs!r}")
-    return int(jobs)
-
-
 def run_sweep(
     config: SweepConfig,
     out: str | os.PathLike[str],
@@ -128,14 +115,14 @@ def run_sweep(
 
     Interrupting (Ctrl-C) loses at most the cells in flight: rerun with the same arguments to finish the others.
     """
-    n_jobs = _resolve_jobs(jobs)
+    n_jobs = resolve_jobs(jobs)
     out = Path(out)
     data = load_sweep_data(config)
     cells = config.cells(data.digest)
     results: dict[str, dict[str, Any]] = {}
     todo: list[dict[str, Any]] = []
     for cell in cells:
-        found = _load_finished(_cell_path(out, cell["key"]), cell)
+        found = _load_finished(cell_path(out, cell["key"]), cell)
         if found is None:
             todo.append(cell)
         else:
@@ -160,7 +147,7 @@ def run_sweep(
     )
     ran: list[str] = []
     total = len(cells)
-    for result in _execute(todo, data, out, n_jobs):
+    for result in run_cells(todo, functools.partial(_run_and_write, data=data, out=out), n_jobs):
         results[result["key"]] = result
         ran.append(result["key"])
         if progress is not None:
@@ -182,20 +169,6 @@ def run_sweep(
     )
 
 
-def _execute(todo: list[dict[str, Any]], data: PreparedData, out: Path, n_jobs: int) -> Iterator[dict[str, Any]]:
-    """Yield cell results as they finish: in this process for one job, else via joblib (unordered)."""
-    if not todo:
-        return
-    if n_jobs == 1:
-        for cell in todo:
-            yield _run_and_write(cell, data, _cell_path(out, cell["key"]))
-        return
-    from joblib import Parallel, delayed
-
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    yield from parallel(delayed(_run_and_write)(cell, data, _cell_path(out, cell["key"])) for cell in todo)
-
-
 def load_sweep(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read a sweep directory: (the ``sweep.json`` record, the cell results found, in grid order).
 
@@ -207,7 +180,7 @@ def load_sweep(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[s
         raise ValueError(f"{out / SWEEP_FILE} is not a sweep record; run `reluscope sweep --out {out}` first")
     cells = []
     for key in record["cells"]:
-        path = _cell_path(out, key)
+        path = cell_path(out, key)
         if path.is_file():
             result = load_json(path)
             if isinstance(result, dict) and result.get("status") in ("finished", "diverged"):
