@@ -15,7 +15,6 @@ from reluscope.experiments import (
     TABLE_COLUMNS,
     BornDeadConfig,
     SweepConfig,
-    _GuardedTracker,
     born_dead_study,
     cell_key,
     dead_over_training,
@@ -32,6 +31,7 @@ from reluscope.experiments import (
 )
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
+from reluscope.runs._run import _GuardedTracker
 from reluscope.train import History, TrainState, fit
 
 # a grid small enough to run in a fraction of a second: 2 lrs x 2 activations x 2 seeds = 8 cells
@@ -522,12 +522,65 @@ def test_recorded_commands_reproduce_the_exact_config():
 
 
 def test_train_command_in_a_report_keeps_every_recorded_option(tmp_path):
+    from reluscope.experiments import train_command
     from reluscope.io import load_json
-    from reluscope.report.build import _train_command
 
     args = ["--n-per-class", "40", "--n-classes", "4", "--lr", "0.31622776", "--epochs", "3", "--redo", "2"]
     res = invoke("train", *args, "--out", str(tmp_path))
     assert res.exit_code == 0, res.output
-    cmd = _train_command(load_json(tmp_path / "run.json")["config"], tmp_path)
+    cmd = train_command(load_json(tmp_path / "run.json")["config"], tmp_path)
     for part in ("--n-per-class 40", "--n-classes 4", "--lr 0.31622776", "--redo 2", "--epochs 3"):
         assert part in cmd
+
+
+def test_cli_sweep_prints_a_line_per_cell_as_it_finishes_when_not_a_terminal(tmp_path, monkeypatch):
+    """Under CliRunner stdout is not a terminal: no progress bar, but one line per finished cell, written before
+    the next cell runs (a log or CI job sees the sweep advance)."""
+    import sys
+
+    import reluscope.experiments as experiments
+
+    real = experiments.run_sweep
+    seen: list[str] = []
+
+    def spying(config, out, *, progress, **kw):
+        def check(cell, done, total):
+            progress(cell, done, total)
+            sys.stdout.flush()
+            seen.append(sys.stdout.buffer.getvalue().decode())  # what a reader of the pipe has by now
+
+        return real(config, out, progress=check, **kw)
+
+    monkeypatch.setattr(experiments, "run_sweep", spying)
+    res = invoke("sweep", *TINY_ARGS, "--out", str(tmp_path), "--no-plots", "--jobs", "1")
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stdout.splitlines() if line.startswith("cell ")]
+    assert [line.split(":")[0] for line in lines] == [f"cell {i}/8" for i in range(1, 9)]
+    assert all(("finished" in line or "diverged" in line) and "hidden1" in line for line in lines)
+    for i, text in enumerate(seen, start=1):
+        assert f"cell {i}/8:" in text and f"cell {i + 1}/8:" not in text
+    assert res.stdout.index("cell 8/8") < res.stdout.index("dead units after training")
+    quiet = invoke("sweep", *TINY_ARGS, "--out", str(tmp_path), "--no-plots", "--quiet")
+    assert quiet.stdout == ""
+
+
+def test_cell_progress_is_a_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from rich.console import Console
+
+    from reluscope.cli._progress import CellProgress
+
+    cell = {"config": {"activation": "relu", "lr": 0.5, "seed": 1}, "status": "finished",
+            "layers": {"hidden1": {"dead_fraction": 0.25}}}  # fmt: skip
+    for terminal in (True, False):
+        buf = io.StringIO()
+        out = Console(file=buf, force_terminal=terminal, width=100)
+        with CellProgress(out, 2, "sweep") as progress:
+            progress.advance(cell, 1, 2)
+            assert progress.progress.tasks[0].completed == (1 if terminal else 0)
+        assert ("cell 1/2: relu lr 0.5 seed 1 finished (hidden1 25% dead)" in buf.getvalue()) is not terminal
+    quiet = io.StringIO()
+    with CellProgress(Console(file=quiet, quiet=True), 2, "sweep") as progress:
+        progress.advance(cell, 1, 2)
+    assert quiet.getvalue() == ""

@@ -12,17 +12,16 @@ import pytest
 from _rounding import assert_dead_masks_within_rounding, rounding_bounds
 from reluscope.data import spiral
 from reluscope.diagnose import ActivationStats, scan
+from reluscope.experiments import compare_remedies, run_remedy
 from reluscope.nn import MLP, SGD, Adam
 from reluscope.remedies import (
     DeathSpikeDetector,
     ReDoCallback,
-    compare_remedies,
     dead_by_gradient,
     leaky_swap,
     lr_range_test,
     recycle_mask,
     redo,
-    run_remedy,
 )
 from reluscope.train import fit
 

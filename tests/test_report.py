@@ -287,21 +287,59 @@ def train_dir(tmp_path_factory):
     return out
 
 
-def test_train_report_rescans_the_model_and_hints_at_replay(train_dir):
+def test_train_report_draws_the_recorded_scan_and_hints_at_track_dead(train_dir):
     page = build_report(train_dir).read_text()
     assert img_alts(page) == ["training curves", "fire-rate histogram"]
-    assert "the saved model re-scanned on its training set" in page
-    assert "--replay EVERY" in page
+    assert "the final scan of the training set, recorded by the run" in page
+    assert "--track-dead EVERY" in page
 
 
-def test_train_report_replay_reproduces_the_run(train_dir, tmp_path):
+def test_train_report_never_trains_scans_or_splits(train_dir, tmp_path, monkeypatch):
+    """The report reads records and draws: with fit, scan and the split made to raise, it is the same page."""
+    import shutil
+
+    import reluscope.data
+    import reluscope.diagnose
+    import reluscope.train
+
+    run = tmp_path / "run"
+    shutil.copytree(train_dir, run)
+    expected = build_report(run).read_text()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the report must not train, scan or split data")
+
+    for module, name in ((reluscope.train, "fit"), (reluscope.diagnose, "scan"), (reluscope.data, "train_val_split"),
+                         (reluscope.data, "load_dataset")):  # fmt: skip
+        monkeypatch.setattr(module, name, forbidden)
+    assert build_report(run).read_text() == expected
+
+
+def test_train_report_reads_a_version_1_record(train_dir, tmp_path):
+    """run.json of reluscope 0.1 (no format/version, no scan): read, and the page says what it lacks."""
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(train_dir, run)
-    page = build_report(run, replay_every=10).read_text()
-    assert img_alts(page) == ["training curves", "fire-rate histogram", "fire-rate heat map"]
-    assert "the replayed weights equal the saved model exactly" in page
+    record = json.loads((run / "run.json").read_text())
+    for key in ("format", "version", "scan", "fire_rates"):
+        del record[key]
+    (run / "run.json").write_text(json.dumps(record))
+    page = build_report(run).read_text()
+    assert img_alts(page) == ["training curves"]
+    assert "record version 1 (reluscope 0.1)" in page and "<td>hidden1</td>" in page
+
+
+def test_train_report_refuses_a_newer_record(train_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(train_dir, run)
+    record = json.loads((run / "run.json").read_text())
+    record["version"] = 99
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"version 99.*reads 'reluscope\.run' versions 1 and 2"):
+        build_report(run)
 
 
 def test_train_report_uses_recorded_unit_history(train_dir, tmp_path):
@@ -322,19 +360,36 @@ def test_train_report_uses_recorded_unit_history(train_dir, tmp_path):
 
 
 def test_train_report_of_a_tracked_run(tmp_path):
+    """--track-dead records the fire counts of every scan: the heat map is drawn from them, and its last column is
+    the run's final scan (the same weights, the same training set)."""
     out = tmp_path / "tracked"
     res = invoke("train", "--epochs", "40", "--lr", "30", "--hidden", "10", "--n-per-class", "20", "--track-dead", "10",
                  "--out", str(out), "--quiet")  # fmt: skip
     assert res.exit_code == 0, res.output
-    recorded = json.loads((out / "run.json").read_text())["unit_history"]["hidden1"]
+    record = json.loads((out / "run.json").read_text())
+    recorded = record["unit_history"]["hidden1"]
+    assert recorded["epochs"] == [0, 10, 20, 30, 40]
+    last = np.asarray(recorded["fire_counts"][-1]) / recorded["n_samples"]
+    np.testing.assert_array_equal(last, record["fire_rates"]["hidden1"])  # exact: the same integer counts
     page = build_report(out).read_text()
-    assert img_alts(page) == ["training curves", "fire-rate histogram", "dead fraction over training"]
+    assert img_alts(page) == ["training curves", "fire-rate histogram", "fire-rate heat map"]
     counts = "".join(f"<td>{recorded[k]}</td>" for k in ("n_born_dead", "n_died", "n_revived", "n_dead_at_end"))
     assert f"<td>hidden1</td>{counts}" in page
-    assert "--replay EVERY" in page  # the fire counts over time are not in run.json
-    page = build_report(out, replay_every=10).read_text()
-    assert img_alts(page)[-1] == "fire-rate heat map"
-    assert f"<td>hidden1</td>{counts}" in page  # the replay is the same run
+    assert "--track-dead EVERY" not in page
+
+
+def test_train_report_dead_fraction_history_without_counts(tmp_path):
+    """A tracked record without fire counts (trimmed by a tool) still shows the dead fraction over training."""
+    out = tmp_path / "tracked"
+    res = invoke("train", "--epochs", "20", "--hidden", "10", "--n-per-class", "20", "--track-dead", "10",
+                 "--out", str(out), "--quiet")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((out / "run.json").read_text())
+    del record["unit_history"]["hidden1"]["fire_counts"]
+    (out / "run.json").write_text(json.dumps(record))
+    page = build_report(out).read_text()
+    assert img_alts(page) == ["training curves", "fire-rate histogram", "dead fraction over training"]
+    assert "--track-dead EVERY" in page
 
 
 def test_dead_fraction_history_plot():
@@ -366,6 +421,25 @@ def test_report_cli_errors_one_red_line(tmp_path, make, message):
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_report_cli_rejects_bad_replay(train_dir):
-    res = invoke("report", str(train_dir), "--replay", "0")
+def test_report_cli_replay_was_removed_and_says_what_to_do(train_dir):
+    res = invoke("report", str(train_dir), "--replay", "10")
     assert res.exit_code == 2
+    assert "--replay was removed" in res.stderr and "--track-dead 10" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sweep_report_reads_version_1_cells(sweep_dir, tmp_path):
+    """Cells written by reluscope 0.1 (version 1, the same fields) are read as they are."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(sweep_dir, old)
+    for p in (old / "cells").glob("*.json"):
+        record = json.loads(p.read_text())
+        record["version"] = 1
+        p.write_text(json.dumps(record))
+    assert "8 of 8 cells finished" in build_report(old).read_text()
+    bad = next((old / "cells").glob("*.json"))
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), "version": 5}))
+    with pytest.raises(ValueError, match=r"version 5.*rerun the sweep"):
+        build_report(old)

@@ -29,6 +29,7 @@ with the same configuration loads them instead of training again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -36,7 +37,7 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from numpy.typing import NDArray
 
 from reluscope.data import digits, load_idx
 from reluscope.diagnose import scan
+from reluscope.experiments import cell_path, resolve_jobs, run_cells
 from reluscope.io import atomic_write, directory_lock, load_json
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
@@ -430,10 +432,6 @@ def _run_cell(cell: dict[str, Any], data: tuple[NDArray[np.float64], NDArray[np.
 
 
 # Cache ---------------------------------------------------------------------------------------------------------
-def _cell_path(out: Path, key: str) -> Path:
-    return out / "cells" / f"{key}.json"
-
-
 def _write_cell(path: Path, cell: ContinualCell) -> None:
     text = json.dumps(cell.to_dict(), separators=(",", ":"), allow_nan=False)
     with atomic_write(path, "w") as f:
@@ -441,10 +439,10 @@ def _write_cell(path: Path, cell: ContinualCell) -> None:
 
 
 def _run_and_write(
-    cell: dict[str, Any], data: tuple[NDArray[np.float64], NDArray[np.int64]], path: Path
+    cell: dict[str, Any], *, data: tuple[NDArray[np.float64], NDArray[np.int64]], out: Path
 ) -> ContinualCell:
     result = run_continual_cell(cell, data)
-    _write_cell(path, result)
+    _write_cell(cell_path(out, cell["key"]), result)
     return result
 
 
@@ -475,29 +473,6 @@ class ContinualResult:
     command: str | None = None
 
 
-def _resolve_jobs(jobs: Any) -> int:
-    if jobs is None:
-        return max(1, os.cpu_count() or 1)
-    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs == 0 or jobs < -1:
-        raise ValueError(f"jobs must be a positive number of processes or -1 (all cores), got {jobs!r}")
-    return int(jobs)
-
-
-def _execute(
-    todo: list[dict[str, Any]], data: tuple[NDArray[np.float64], NDArray[np.int64]], out: Path, n_jobs: int
-) -> Iterator[ContinualCell]:
-    if not todo:
-        return
-    if n_jobs == 1:
-        for cell in todo:
-            yield _run_and_write(cell, data, _cell_path(out, cell["key"]))
-        return
-    from joblib import Parallel, delayed
-
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    yield from parallel(delayed(_run_and_write)(c, data, _cell_path(out, c["key"])) for c in todo)
-
-
 def run_continual(
     config: ContinualConfig,
     out: str | os.PathLike[str],
@@ -522,7 +497,7 @@ def run_continual(
     """
     if not isinstance(config, ContinualConfig):
         raise TypeError(f"config must be a ContinualConfig, got {type(config).__name__}")
-    n_jobs = _resolve_jobs(jobs)
+    n_jobs = resolve_jobs(jobs)
     out = Path(out)
     with directory_lock(out, what="continual benchmark"):
         data = _load_data(config.cell_config(config.methods[0], config.seeds[0]))
@@ -530,14 +505,14 @@ def run_continual(
         results: dict[str, ContinualCell] = {}
         todo = []
         for c in cells:
-            found = _load_finished(_cell_path(out, c["key"]), c)
+            found = _load_finished(cell_path(out, c["key"]), c)
             if found is None:
                 todo.append(c)
             else:
                 results[c["key"]] = found
         skipped = list(results)
         ran: list[str] = []
-        for res in _execute(todo, data, out, n_jobs):
+        for res in run_cells(todo, functools.partial(_run_and_write, data=data, out=out), n_jobs):
             results[res.key] = res
             ran.append(res.key)
             if progress is not None:
@@ -568,7 +543,7 @@ def load_continual(out: str | os.PathLike[str]) -> ContinualResult:
     config = ContinualConfig.from_dict(record["config"])
     cells = []
     for c in config.cells():
-        found = _load_finished(_cell_path(out, c["key"]), c)
+        found = _load_finished(cell_path(out, c["key"]), c)
         if found is None:
             raise ValueError(f"cell {c['key']} is missing or incomplete in {out}; rerun the same command to finish it")
         cells.append(found)

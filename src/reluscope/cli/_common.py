@@ -65,6 +65,15 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def invoked_command() -> str | None:
+    """The ``reluscope ...`` command line this process runs, to record with a result (None when not run as the
+    ``reluscope`` executable, e.g. under tests)."""
+    import shlex
+    import sys
+
+    return "reluscope " + shlex.join(sys.argv[1:]) if sys.argv[0].endswith("reluscope") else None
+
+
 # Dataset options shared by train, diagnose and sweep --------------------------------------------------------------
 DataOpt = Annotated[
     str,
@@ -133,3 +142,27 @@ RegOpt = Annotated[float, typer.Option(help="L2 strength: adds 0.5*reg*sum(W**2)
 BatchSizeOpt = Annotated[int, typer.Option(min=0, help="Samples per step; 0 = full batch (the CS231n case study).")]
 StandardizeOpt = Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")]
 DTypeOpt = Annotated[DType, typer.Option(help="Floating point type, end to end.")]
+
+
+def config_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """The options train and sweep share, by the field names of :class:`reluscope.runs.RunConfig` and
+    :class:`reluscope.experiments.SweepConfig`: the dataset, the hidden widths, init scale and bias, leaky slope,
+    optimizer, L2, epochs, batch size (0 = full batch = None) and dtype. ``opts`` are the command's ``locals()``."""
+    return {
+        "data": opts["data"],
+        "labels": None if opts["labels"] is None else str(opts["labels"]),
+        "label_column": opts["label_column"],
+        "n_per_class": opts["n_per_class"],
+        "n_classes": opts["n_classes"],
+        "val_fraction": opts["val_fraction"],
+        "standardize": opts["standardize"],
+        "hidden": tuple(parse_hidden(opts["hidden"])),
+        "init_std": opts["init_std"],
+        "bias_init": opts["bias_init"],
+        "slope": opts["slope"],
+        "optimizer": opts["optimizer"],
+        "reg": opts["reg"],
+        "epochs": opts["epochs"],
+        "batch_size": opts["batch_size"] or None,
+        "dtype": opts["dtype"].value,
+    }

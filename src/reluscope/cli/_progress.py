@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -27,14 +27,14 @@ def make_progress(console: Console) -> Progress:
     )
 
 
-class EpochProgress(Callback):
-    """A training callback showing epochs done with the live loss and accuracy."""
+class _Bar:
+    """A started-on-enter, stopped-on-exit progress bar with one task."""
 
-    def __init__(self, total: int, *, console: Console, description: str = "training") -> None:
+    def __init__(self, console: Console, total: int, description: str) -> None:
         self.progress = make_progress(console)
         self.task = self.progress.add_task(description, total=total, info="")
 
-    def __enter__(self) -> EpochProgress:
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 
@@ -43,6 +43,40 @@ class EpochProgress(Callback):
     ) -> None:
         self.progress.stop()
 
+    def stop(self) -> None:
+        """Stop the bar now (before printing something else)."""
+        self.progress.stop()
+
+
+class EpochProgress(_Bar, Callback):
+    """A training callback showing epochs done with the live loss and accuracy."""
+
+    def __init__(self, total: int, *, console: Console, description: str = "training") -> None:
+        super().__init__(console, total, description)
+
     def on_epoch_end(self, state: TrainState) -> None:
         h = state.history
         self.progress.update(self.task, completed=state.epoch, info=f"loss {h.loss[-1]:.4f}  acc {h.accuracy[-1]:.1%}")
+
+
+class CellProgress(_Bar):
+    """Progress of a grid of runs: a rich bar on a terminal; one line per finished cell otherwise (a log, CI or
+    a pipe sees the sweep advance instead of nothing until it ends); nothing when the console is quiet.
+
+    Use as ``with CellProgress(console, total, description) as p: run_sweep(..., progress=p.advance)``.
+    """
+
+    def __init__(self, console: Console, total: int, description: str) -> None:
+        super().__init__(console, total, description)
+        self.console = console
+        self.lines = not console.is_terminal
+
+    def advance(self, cell: dict[str, Any], done: int, total: int) -> None:
+        """``progress`` callback of :func:`reluscope.experiments.run_sweep`: the cell record, cells done, total."""
+        cfg = cell["config"]
+        what = f"{cfg['activation']} lr {cfg['lr']:g} seed {cfg['seed']}"
+        if self.lines:
+            dead = ", ".join(f"{name} {layer['dead_fraction']:.0%} dead" for name, layer in cell["layers"].items())
+            self.console.print(f"cell {done}/{total}: {what} {cell['status']} ({dead})", soft_wrap=True)
+        else:
+            self.progress.update(self.task, completed=done, info=f"last: {what} {cell['status']}")

@@ -20,39 +20,50 @@ class Inputs(str, Enum):
     spiral = "spiral"
 
 
+DepthsOpt = Annotated[str, typer.Option("--depths", help="Numbers of hidden layers, comma separated.")]
+WidthsOpt = Annotated[str, typer.Option("--widths", help="Hidden layer widths, comma separated.")]
+InitsOpt = Annotated[
+    str,
+    typer.Option(
+        "--inits",
+        help="Init variants, comma separated: he, xavier, xavier_uniform, normal; add +bias for the same init "
+        "with every bias at --bias (e.g. he+bias).",
+    ),
+]
+BiasOpt = Annotated[float, typer.Option(help="The bias of the +bias variants (the bias-shifted init).")]
+NInitsOpt = Annotated[int, typer.Option("--n-inits", min=1, help="Random initialisations per (init, width).")]
+InputsOpt = Annotated[
+    Inputs,
+    typer.Option(
+        help="point: one random input (the setting of the closed form); grid: a --grid-size^2 grid over "
+        "[-1, 1]^2; spiral: the 300 spiral points. With several inputs a net is born dead when a layer is zero "
+        "for all of them."
+    ),
+]
+GridSizeOpt = Annotated[int, typer.Option(min=2, help="Points per axis of --inputs grid.")]
+ZOpt = Annotated[float, typer.Option(min=0.5, help="Width of the Wilson confidence intervals, in sigmas.")]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the random initialisations.")]
+OutOpt = Annotated[Path, typer.Option(help="Directory for born_dead.json, born_dead.csv and born_dead.png.")]
+PlotsOpt = Annotated[bool, typer.Option(help="Write born_dead.png into --out.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")]
+
+
 @friendly_errors
 def born_dead(
-    depths: Annotated[
-        str, typer.Option("--depths", help="Numbers of hidden layers, comma separated.")
-    ] = "1,2,3,4,5,6,8,10,12,15,20",
-    widths: Annotated[str, typer.Option("--widths", help="Hidden layer widths, comma separated.")] = "2,3,4,8",
-    inits: Annotated[
-        str,
-        typer.Option(
-            "--inits",
-            help="Init variants, comma separated: he, xavier, xavier_uniform, normal; add +bias for the same init "
-            "with every bias at --bias (e.g. he+bias).",
-        ),
-    ] = "he,xavier,he+bias",
-    bias: Annotated[float, typer.Option(help="The bias of the +bias variants (the bias-shifted init).")] = 0.1,
-    n_inits: Annotated[int, typer.Option("--n-inits", min=1, help="Random initialisations per (init, width).")] = 4000,
-    inputs: Annotated[
-        Inputs,
-        typer.Option(
-            help="point: one random input (the setting of the closed form); grid: a --grid-size^2 grid over "
-            "[-1, 1]^2; spiral: the 300 spiral points. With several inputs a net is born dead when a layer is zero "
-            "for all of them."
-        ),
-    ] = Inputs.point,
-    grid_size: Annotated[int, typer.Option(min=2, help="Points per axis of --inputs grid.")] = 10,
-    z: Annotated[float, typer.Option(min=0.5, help="Width of the Wilson confidence intervals, in sigmas.")] = 3.0,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the random initialisations.")] = 0,
-    out: Annotated[Path, typer.Option(help="Directory for born_dead.json, born_dead.csv and born_dead.png.")] = Path(
-        "runs/born-dead"
-    ),
-    plots: Annotated[bool, typer.Option(help="Write born_dead.png into --out.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON on stdout.")] = False,
+    depths: DepthsOpt = "1,2,3,4,5,6,8,10,12,15,20",
+    widths: WidthsOpt = "2,3,4,8",
+    inits: InitsOpt = "he,xavier,he+bias",
+    bias: BiasOpt = 0.1,
+    n_inits: NInitsOpt = 4000,
+    inputs: InputsOpt = Inputs.point,
+    grid_size: GridSizeOpt = 10,
+    z: ZOpt = 3.0,
+    seed: SeedOpt = 0,
+    out: OutOpt = Path("runs/born-dead"),
+    plots: PlotsOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Probability that a ReLU net is born dead (some layer zero for every input) vs depth, per width and init.
 

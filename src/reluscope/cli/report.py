@@ -24,12 +24,7 @@ def report(
     ],
     replay: Annotated[
         int | None,
-        typer.Option(
-            "--replay",
-            min=1,
-            help="Train runs without per-unit history: replay the training from its config (same seed, so the "
-            "same run), scanning for dead units every REPLAY epochs, to draw the unit x time heat map.",
-        ),
+        typer.Option("--replay", hidden=True, help="Removed: the report no longer retrains (see the error)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing.")] = False,
 ) -> None:
@@ -39,7 +34,12 @@ def report(
     """
     from reluscope.report import build_report
 
+    if replay is not None:
+        raise ValueError(
+            "--replay was removed: the report draws only what the run recorded; rerun the training with "
+            f"`reluscope train ... --track-dead {max(replay, 1)} --out {run_dir}` to record the fire counts over time"
+        )
     out_console = console(quiet=quiet)
     with out_console.status("drawing the report"):
-        path = build_report(run_dir, replay_every=replay)
+        path = build_report(run_dir)
     out_console.print(f"wrote {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,10 +23,15 @@ from reluscope.cli._common import (
     RegOpt,
     SlopeOpt,
     StandardizeOpt,
+    config_options,
     console,
     friendly_errors,
-    parse_hidden,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reluscope.experiments import SweepConfig, SweepResult
 
 __all__ = ["sweep"]
 
@@ -37,6 +42,44 @@ def _pct(mean: float | None, std: float | None = None) -> str:
     return f"{mean:.0%}" if std is None or std == 0 else f"{mean:.0%} ± {std:.0%}"
 
 
+DataSeedOpt = Annotated[int, typer.Option(min=0, help="Seed of the generated spiral and of the validation split.")]
+ValFractionOpt = Annotated[
+    float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation accuracy (stratified).")
+]
+LrsOpt = Annotated[str, typer.Option("--lrs", help="Learning rates, comma separated.")]
+ActivationsOpt = Annotated[
+    str, typer.Option("--activations", help="Activations, comma separated: relu, leaky, prelu, elu, sigmoid, tanh.")
+]
+InitsOpt = Annotated[
+    str, typer.Option("--inits", help="Weight inits, comma separated: he, xavier, xavier_uniform, normal.")
+]
+SeedsOpt = Annotated[str, typer.Option("--seeds", help="Seeds of the initialisation, comma separated.")]
+RemediesOpt = Annotated[
+    str,
+    typer.Option(
+        "--remedies",
+        help="Remedies, comma separated: none, redo (ReDo every --redo-every epochs during the first half of "
+        "training). Leaky ReLU is an activation: add it to --activations.",
+    ),
+]
+RedoEveryOpt = Annotated[int, typer.Option(min=1, help="Epochs between ReDo resets (with --remedies redo).")]
+RedoTauOpt = Annotated[
+    float, typer.Option(min=0.0, help="ReDo threshold τ: 0 recycles dead units only; 0.1 also dormant ones.")
+]
+SweepInitStdOpt = Annotated[float, typer.Option(help="Standard deviation for --inits normal (CS231n: 0.01).")]
+EpochsOpt = Annotated[int, typer.Option(min=1, help="Passes over the training data per cell.")]
+TrackEveryOpt = Annotated[int, typer.Option(min=1, help="Scan the training set for dead units every this many epochs.")]
+JobsOpt = Annotated[
+    int | None, typer.Option("--jobs", "-j", min=1, help="Worker processes (joblib); default: the number of cores.")
+]
+OutOpt = Annotated[
+    Path, typer.Option(help="Output directory (rerun with the same one to resume an interrupted sweep).")
+]
+PlotsOpt = Annotated[bool, typer.Option(help="Write the PNG figures into --out.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, cell lines or table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary over seeds as JSON on stdout.")]
+
+
 @friendly_errors
 def sweep(
     data: DataOpt = "spiral",
@@ -44,55 +87,31 @@ def sweep(
     label_column: LabelColumnOpt = "label",
     n_per_class: PerClassOpt = 100,
     n_classes: ClassesOpt = 3,
-    data_seed: Annotated[
-        int, typer.Option(min=0, help="Seed of the generated spiral and of the validation split.")
-    ] = 0,
-    val_fraction: Annotated[
-        float, typer.Option(min=0.0, max=0.9, help="Fraction held out for validation accuracy (stratified).")
-    ] = 0.2,
+    data_seed: DataSeedOpt = 0,
+    val_fraction: ValFractionOpt = 0.2,
     standardize: StandardizeOpt = False,
-    lrs: Annotated[str, typer.Option("--lrs", help="Learning rates, comma separated.")] = "0.1,0.3,1,3,10,30,100",
-    activations: Annotated[
-        str, typer.Option("--activations", help="Activations, comma separated: relu, leaky, prelu, elu, sigmoid, tanh.")
-    ] = "relu,leaky",
-    inits: Annotated[
-        str, typer.Option("--inits", help="Weight inits, comma separated: he, xavier, xavier_uniform, normal.")
-    ] = "he",
-    seeds: Annotated[str, typer.Option("--seeds", help="Seeds of the initialisation, comma separated.")] = "0,1,2",
-    remedies: Annotated[
-        str,
-        typer.Option(
-            "--remedies",
-            help="Remedies, comma separated: none, redo (ReDo every --redo-every epochs during the first half of "
-            "training). Leaky ReLU is an activation: add it to --activations.",
-        ),
-    ] = "none",
-    redo_every: Annotated[int, typer.Option(min=1, help="Epochs between ReDo resets (with --remedies redo).")] = 100,
-    redo_tau: Annotated[
-        float, typer.Option(min=0.0, help="ReDo threshold τ: 0 recycles dead units only; 0.1 also dormant ones.")
-    ] = 0.0,
+    lrs: LrsOpt = "0.1,0.3,1,3,10,30,100",
+    activations: ActivationsOpt = "relu,leaky",
+    inits: InitsOpt = "he",
+    seeds: SeedsOpt = "0,1,2",
+    remedies: RemediesOpt = "none",
+    redo_every: RedoEveryOpt = 100,
+    redo_tau: RedoTauOpt = 0.0,
     hidden: HiddenOpt = "100",
-    init_std: Annotated[float, typer.Option(help="Standard deviation for --inits normal (CS231n: 0.01).")] = 0.01,
+    init_std: SweepInitStdOpt = 0.01,
     bias_init: BiasInitOpt = 0.0,
     slope: SlopeOpt = 0.01,
     optimizer: OptimizerOpt = "sgd",
     reg: RegOpt = 1e-3,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training data per cell.")] = 2000,
+    epochs: EpochsOpt = 2000,
     batch_size: BatchSizeOpt = 0,
-    track_every: Annotated[
-        int, typer.Option(min=1, help="Scan the training set for dead units every this many epochs.")
-    ] = 20,
+    track_every: TrackEveryOpt = 20,
     dtype: DTypeOpt = DType.float64,
-    jobs: Annotated[
-        int | None,
-        typer.Option("--jobs", "-j", min=1, help="Worker processes (joblib); default: the number of cores."),
-    ] = None,
-    out: Annotated[
-        Path, typer.Option(help="Output directory (rerun with the same one to resume an interrupted sweep).")
-    ] = Path("runs/sweep"),
-    plots: Annotated[bool, typer.Option(help="Write the PNG figures into --out.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary over seeds as JSON on stdout.")] = False,
+    jobs: JobsOpt = None,
+    out: OutOpt = Path("runs/sweep"),
+    plots: PlotsOpt = True,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train a grid of networks (learning rate x activation x init x seed) and measure their dead units.
 
@@ -107,59 +126,41 @@ def sweep(
     "Dead" = fired on no training sample. A dead ReLU also gets no gradient ("stuck": SGD cannot revive it); a
     leaky ReLU unit always gets slope x the gradient, so it is never stuck, by construction: both are reported.
 
+    On a terminal a progress bar shows the cells done; otherwise (a log, CI, a pipe) one line per finished cell.
     Cells run in parallel with joblib. To run them on a cluster, call reluscope.experiments.run_sweep(config,
     out, jobs=-1) inside `with joblib.parallel_backend("dask"):` (or "ray").
     """
-    from reluscope.cli._progress import make_progress
-    from reluscope.experiments import (
-        SweepConfig,
-        parse_float_list,
-        parse_int_list,
-        parse_name_list,
-        run_sweep,
-        sweep_command,
-    )
-
-    config = SweepConfig(
-        data=data,
-        labels=None if labels is None else str(labels),
-        label_column=label_column,
-        n_per_class=n_per_class,
-        n_classes=n_classes,
-        data_seed=data_seed,
-        standardize=standardize,
-        val_fraction=val_fraction,
-        hidden=tuple(parse_hidden(hidden)),
-        lrs=parse_float_list(lrs, "--lrs"),
-        activations=parse_name_list(activations, "--activations"),
-        inits=parse_name_list(inits, "--inits"),
-        seeds=parse_int_list(seeds, "--seeds"),
-        remedies=parse_name_list(remedies, "--remedies"),
-        redo_every=redo_every,
-        redo_tau=redo_tau,
-        init_std=init_std,
-        bias_init=bias_init,
-        slope=slope,
-        optimizer=optimizer,
-        reg=reg,
-        epochs=epochs,
-        batch_size=batch_size or None,
-        track_every=track_every,
-        dtype=dtype.value,
-    )
+    config = _sweep_config(dict(locals()))
     out_console = console(quiet=quiet or as_json)
-    with make_progress(out_console) as bar:
-        task = bar.add_task(f"sweep ({config.n_cells} cells)", total=config.n_cells, info="")
+    result = _run(config, out, jobs, out_console)
+    written: list[Path] = []
+    if plots:
+        from reluscope.report import save_plots, sweep_plots
 
-        def advance(cell: dict[str, Any], done: int, total: int) -> None:
-            cfg = cell["config"]
-            last = f"last: {cfg['activation']} lr {cfg['lr']:g} seed {cfg['seed']} {cell['status']}"
-            bar.update(task, completed=done, info=last)
+        written = save_plots(sweep_plots(result.cells, n_classes=result.n_classes), out)
+    if as_json:
+        figures = [str(p) for p in written]
+        payload = {"out": str(out), "ran": len(result.ran), "skipped": len(result.skipped)}
+        typer.echo(json.dumps({**payload, "summary": result.summary, "figures": figures}))
+        return
+    _print_summary(out_console, result)
+    out_console.print(
+        f"ran {len(result.ran)} cells, skipped {len(result.skipped)} finished earlier; wrote {out}/results.csv, "
+        f"results.json" + (f" and {len(written)} figures" if written else "")
+    )
+    out_console.print(f"make one page of it: reluscope report {out}")
 
+
+def _run(config: SweepConfig, out: Path, jobs: int | None, out_console: Console) -> SweepResult:
+    """:func:`reluscope.experiments.run_sweep` with progress; Ctrl-C keeps the finished cells and exits 130."""
+    from reluscope.cli._progress import CellProgress
+    from reluscope.experiments import run_sweep, sweep_command
+
+    with CellProgress(out_console, config.n_cells, f"sweep ({config.n_cells} cells)") as progress:
         try:
-            result = run_sweep(config, out, jobs=jobs, progress=advance, command=sweep_command(config, out))
+            return run_sweep(config, out, jobs=jobs, progress=progress.advance, command=sweep_command(config, out))
         except KeyboardInterrupt:
-            bar.stop()
+            progress.stop()
             done = len(list((out / "cells").glob("*.json")))
             console(stderr=True).print(
                 f"interrupted: the {done} finished cells are kept in {out / 'cells'}; "
@@ -168,27 +169,23 @@ def sweep(
             )
             raise typer.Exit(130) from None
 
-    written: list[Path] = []
-    if plots:
-        from reluscope.report import save_plots, sweep_plots
 
-        written = save_plots(sweep_plots(result.cells, n_classes=result.n_classes), out)
-    if as_json:
-        payload = {
-            "out": str(out),
-            "ran": len(result.ran),
-            "skipped": len(result.skipped),
-            "summary": result.summary,
-            "figures": [str(p) for p in written],
-        }
-        typer.echo(json.dumps(payload))
-        return
-    _print_summary(out_console, result)
-    out_console.print(
-        f"ran {len(result.ran)} cells, skipped {len(result.skipped)} finished earlier; wrote {out}/results.csv, "
-        f"results.json" + (f" and {len(written)} figures" if written else "")
+def _sweep_config(opts: dict[str, Any]) -> SweepConfig:
+    """The :class:`~reluscope.experiments.SweepConfig` of the command's options."""
+    from reluscope.experiments import SweepConfig, parse_float_list, parse_int_list, parse_name_list
+
+    return SweepConfig(
+        **config_options(opts),
+        data_seed=opts["data_seed"],
+        lrs=parse_float_list(opts["lrs"], "--lrs"),
+        activations=parse_name_list(opts["activations"], "--activations"),
+        inits=parse_name_list(opts["inits"], "--inits"),
+        seeds=parse_int_list(opts["seeds"], "--seeds"),
+        remedies=parse_name_list(opts["remedies"], "--remedies"),
+        redo_every=opts["redo_every"],
+        redo_tau=opts["redo_tau"],
+        track_every=opts["track_every"],
     )
-    out_console.print(f"make one page of it: reluscope report {out}")
 
 
 def _print_summary(out_console: Any, result: Any) -> None:

@@ -8,22 +8,18 @@
 * :class:`ContinualBackprop` — Continual Backprop (Dohare et al. 2024): replace a small fraction of the mature
   units with the lowest contribution utility every step, the removed unit's mean contribution folded into the bias.
 * :func:`shrink_perturb` / :class:`ShrinkPerturb` — θ ← λθ + σ·ε (Ash & Adams 2020), on a schedule.
-* :func:`compare_remedies` — no remedy vs ReDo vs leaky over several seeds, as plain data.
 
->>> from reluscope.remedies import ReDoCallback, compare_remedies
+>>> from reluscope.remedies import ReDoCallback
 >>> fit(net, X, y, lr=3.0, epochs=2000, callbacks=[ReDoCallback(X, every=100, tau=0.0)])
->>> compare_remedies().summary["redo"]["dead_fraction_mean"]
 """
 
 from reluscope.remedies._cbp import CBPReport, ContinualBackprop, check_cbp_options, zero_state
-from reluscope.remedies._compare import REMEDIES, RemedyComparison, RemedyRun, compare_remedies, run_remedy
 from reluscope.remedies._leaky import dead_by_gradient, leaky_swap
 from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
-from reluscope.remedies._redo import ReDoCallback, ReDoReport, check_tau, recycle_mask, redo
+from reluscope.remedies._redo import ReDoCallback, ReDoReport, check_tau, default_redo_until, recycle_mask, redo
 from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
 
 __all__ = [
-    "REMEDIES",
     "CBPReport",
     "ContinualBackprop",
     "DeathSpikeDetector",
@@ -31,20 +27,29 @@ __all__ = [
     "LRTrial",
     "ReDoCallback",
     "ReDoReport",
-    "RemedyComparison",
-    "RemedyRun",
     "ShrinkPerturb",
     "check_cbp_options",
     "check_shrink_options",
     "check_tau",
-    "compare_remedies",
     "dead_by_gradient",
+    "default_redo_until",
     "leaky_swap",
     "lr_range_test",
     "overall_dead_fraction",
     "recycle_mask",
     "redo",
-    "run_remedy",
     "shrink_perturb",
     "zero_state",
 ]
+
+_MOVED = {
+    "REMEDIES": "reluscope.runs",
+    **dict.fromkeys(("RemedyComparison", "RemedyRun", "compare_remedies", "run_remedy"), "reluscope.experiments"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Names that moved up a layer (remedy comparisons train through :func:`reluscope.runs.run`) say where."""
+    if name in _MOVED:
+        raise AttributeError(f"reluscope.remedies.{name} moved: import it from {_MOVED[name]}")
+    raise AttributeError(f"module 'reluscope.remedies' has no attribute {name!r}")

@@ -31,7 +31,7 @@ from reluscope.nn.optim import Optimizer
 from reluscope.remedies._common import check_positive_int
 from reluscope.train import Callback, TrainState
 
-__all__ = ["ReDoCallback", "ReDoReport", "check_tau", "recycle_mask", "redo"]
+__all__ = ["ReDoCallback", "ReDoReport", "check_tau", "default_redo_until", "recycle_mask", "redo"]
 
 
 def check_tau(tau: Any) -> float:
@@ -235,6 +235,16 @@ def redo(
         p[f"W{layer + 1}"][idx, :] = 0
         _zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
     return ReDoReport(units=units, sizes=sizes, tau=tau)
+
+
+def default_redo_until(epochs: int) -> int:
+    """The last epoch ReDo recycles at unless told otherwise: the end of the first half of training (at least 1).
+
+    The second half then trains without resets, so a measurement at the end sees trained units rather than units
+    just re-initialised. ``reluscope train --redo``, sweep cells with ``--remedies redo`` and remedy comparisons
+    all use this rule.
+    """
+    return max(1, check_positive_int(epochs, "epochs", example=2000) // 2)
 
 
 class ReDoCallback(Callback):

@@ -5,25 +5,23 @@ Three kinds of directory are understood, recognised by the record they hold:
 ``sweep.json``       from ``reluscope sweep``: dead fraction and accuracy vs learning rate, dead fraction over
                      training, the heat map and fire-rate histogram of a run that loses units, the tables.
 ``born_dead.json``   from ``reluscope born-dead``: P(born dead) vs depth, closed form vs Monte Carlo, the table.
-``run.json``         from ``reluscope train --out``: training curves, the per-layer dead table and fire-rate
-                     histogram (the saved model re-scanned on its training data, rebuilt from the config), the
-                     dead fraction over training and the born/died/revived counts when the run was tracked
-                     (``train --track-dead``: ``run.json["unit_history"]``, ``{layer: UnitHistory.to_dict()}``),
-                     and the unit x time fire-rate heat map when that history holds the per-scan fire counts
-                     or when asked to replay the training (``replay_every``).
+``run.json``         from ``reluscope train --out`` (:class:`reluscope.runs.RunResult`): training curves, the
+                     per-layer dead table and fire-rate histogram of the final scan the run recorded, and, when
+                     the run was tracked (``train --track-dead``), the unit x time fire-rate heat map of the
+                     recorded fire counts and the born/died/revived counts.
 
-Every report ends with the configuration and the commands that reproduce it.
+The report only reads records and draws: it never trains, scans or re-splits data. Every report ends with the
+configuration and the commands that reproduce it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +38,10 @@ from reluscope.report.plots import (
     plot_training_curves,
     to_png,
 )
+from reluscope.runs import RUN_VERSION, RunResult
+
+if TYPE_CHECKING:
+    from reluscope.experiments import SweepConfig
 
 __all__ = [
     "REPORT_FILE",
@@ -164,25 +166,9 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import SweepConfig, load_sweep, summarize_sweep, sweep_command, sweep_table
-
-    record, cells = load_sweep(run_dir)
-    config = SweepConfig.from_dict(record["config"])
-    n_total = len(record["cells"])
-    if not cells:
-        raise ValueError(
-            f"{run_dir} has a sweep record but no finished cells; run `{sweep_command(config, run_dir)}` to run it"
-        )
-    rows = sweep_table(cells)
-    summary = summarize_sweep(rows)
-    data = record.get("data", {})
-    plots = sweep_plots(cells, n_classes=data.get("n_classes"))
-    n_div = sum(c["status"] == "diverged" for c in cells)
-    status = f"{len(cells)} of {n_total} cells finished" + (f" ({n_div} diverged)" if n_div else "")
-    if len(cells) < n_total:
-        status += "; the sweep was interrupted: rerun the command below to finish the missing cells"
-    overview: list[Block] = [
+def _sweep_overview(config: SweepConfig, data: Mapping[str, Any]) -> list[Block]:
+    """The data, network and grid of a sweep in words."""
+    return [
         Text(
             f"Data: {data.get('name', config.data)} ({data.get('n_train', '?')} training, "
             f"{data.get('n_val', '?')} validation samples). Net: {data.get('n_features', '?')} inputs, hidden "
@@ -199,6 +185,10 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
         ),
         Text(_DEAD_EXPLAINED),
     ]
+
+
+def _sweep_figures(plots: Mapping[str, Plot], config: SweepConfig) -> list[Block]:
+    """The sweep's figures with their captions."""
     figures: list[Block] = [
         Image(
             to_png(plots["dead_vs_lr"].figure),
@@ -232,6 +222,50 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
                 "Fire rates of the same run's units after training; the red bar counts dead units.",
             ),
         ]
+    return figures
+
+
+# the page's table of all cells: the columns of results.csv less these (and the key moved last)
+_CELL_COLUMNS_LEFT_OUT = (
+    "key",
+    "diverged_at_epoch",
+    "final_epoch",
+    "epochs_run",
+    "units",
+    "nearly_dead",
+    "median_fire_rate",
+    "dormant_fraction",
+    "val_loss",
+)
+
+
+def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
+    from reluscope.experiments import (
+        TABLE_COLUMNS,
+        SweepConfig,
+        load_sweep,
+        summarize_sweep,
+        sweep_command,
+        sweep_table,
+    )
+
+    record, cells = load_sweep(run_dir)
+    config = SweepConfig.from_dict(record["config"])
+    n_total = len(record["cells"])
+    if not cells:
+        raise ValueError(
+            f"{run_dir} has a sweep record but no finished cells; run `{sweep_command(config, run_dir)}` to run it"
+        )
+    rows = sweep_table(cells)
+    summary = summarize_sweep(rows)
+    data = record.get("data", {})
+    plots = sweep_plots(cells, n_classes=data.get("n_classes"))
+    n_div = sum(c["status"] == "diverged" for c in cells)
+    status = f"{len(cells)} of {n_total} cells finished" + (f" ({n_div} diverged)" if n_div else "")
+    if len(cells) < n_total:
+        status += "; the sweep was interrupted: rerun the command below to finish the missing cells"
+    overview = _sweep_overview(config, data)
+    figures = _sweep_figures(plots, config)
     command = record.get("command") or sweep_command(config, run_dir)
     sections = [
         Section("Overview", overview),
@@ -242,23 +276,7 @@ def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
             [
                 Table(
                     rows,
-                    (
-                        "activation",
-                        "init",
-                        "lr",
-                        "seed",
-                        "status",
-                        "layer",
-                        "dead_fraction",
-                        "no_gradient_fraction",
-                        "n_born_dead",
-                        "n_died",
-                        "n_revived",
-                        "train_accuracy",
-                        "val_accuracy",
-                        "final_loss",
-                        "key",
-                    ),
+                    (*(c for c in TABLE_COLUMNS if c not in _CELL_COLUMNS_LEFT_OUT), "key"),
                 )
             ],
         ),
@@ -328,251 +346,103 @@ def _born_dead_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
 
 
 # Train -------------------------------------------------------------------------------------------------------------
-def _train_command(config: Mapping[str, Any], run_dir: Path) -> str:
-    """The `reluscope train` command that reruns a run from its recorded config (floats written exactly)."""
-    from reluscope.experiments import format_number
-
-    net = config.get("net", {})
-    args = ["reluscope", "train", "--data", str(config.get("data", "spiral"))]
-    hidden = config.get("hidden", net.get("sizes", [0, 0])[1:-1])
-    args += ["--hidden", ",".join(map(str, hidden))]
-    for flag, key, src in (
-        ("--activation", "activation", net),
-        ("--slope", "slope", net),
-        ("--init", "init", net),
-        ("--init-std", "init_std", net),
-        ("--bias-init", "bias_init", net),
-        ("--labels", "labels", config),
-        ("--label-column", "label_column", config),
-        ("--n-per-class", "n_per_class", config),
-        ("--n-classes", "n_classes", config),
-        ("--optimizer", "optimizer", config),
-        ("--lr", "lr", config),
-        ("--reg", "reg", config),
-        ("--epochs", "epochs", config),
-        ("--batch-size", "batch_size", config),
-        ("--val-fraction", "val_fraction", config),
-        ("--seed", "seed", config),
-        ("--dtype", "dtype", net),
-        ("--track-dead", "track_dead", config),
-        ("--death-spike", "death_spike", config),
-    ):
-        if key in src and src[key] is not None:
-            args += [flag, format_number(src[key])]
-    redo = config.get("redo") or {}
-    if redo.get("every"):
-        args += ["--redo", format_number(redo["every"]), "--redo-tau", format_number(redo.get("tau", 0.0))]
-    if config.get("standardize"):
-        args.append("--standardize")
-    args += ["--out", str(run_dir)]
-    return shlex.join(args)
+_SCAN_COLUMNS = ("name", "units", "dead", "dead_fraction", "nearly_dead", "median_fire_rate", "dormant", "all_dead")
 
 
-def _spiral_points_per_class(config: Mapping[str, Any], n_classes: int) -> int:
-    """Points per arm of a spiral run whose config does not record it: the N whose stratified split leaves
-    ``n_samples`` training points (``train`` stores n_samples, the size of its training set). 100 if unknown."""
-    if "n_per_class" in config:
-        return int(config["n_per_class"])
-    n_train = config.get("n_samples")
-    v = float(config.get("val_fraction", 0.0))
-
-    def train_size(n: int) -> int:
-        return n_classes * (n - min(int(np.floor(v * n + 0.5)), n - 1))
-
-    if not isinstance(n_train, int) or train_size(100) == n_train:
-        return 100
-    return next((n for n in range(1, 10 * n_train + 2) if train_size(n) == n_train), 100)
-
-
-def _rebuild_data(config: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
-    """(X, y, X_val, y_val) of a ``train`` run rebuilt from its config: the same loader, split and
-    standardisation as ``reluscope train`` (X_val, y_val are None without a validation split)."""
-    from reluscope.data import Standardizer, load_dataset, train_val_split
-
-    n_classes = int(config.get("n_classes", config["net"]["sizes"][-1]))
-    seed = config.get("seed", 0)
-    ds = load_dataset(
-        config["data"],
-        labels_path=config.get("labels"),
-        label_column=config.get("label_column", "label"),
-        n_per_class=_spiral_points_per_class(config, n_classes),
-        n_classes=n_classes,
-        seed=seed,
-    )
-    X, y, X_val, y_val = ds.X, ds.y, None, None
-    if config.get("val_fraction", 0) > 0:
-        X, y, X_val, y_val = train_val_split(X, y, config["val_fraction"], seed=seed)
-    if config.get("standardize"):
-        scaler = Standardizer.fit(X)
-        X = scaler.transform(X)
-        X_val = None if X_val is None else scaler.transform(X_val)
-    if "n_samples" in config and len(y) != config["n_samples"]:
-        raise ValueError(
-            f"the rebuilt training set has {len(y)} samples but the run trained on {config['n_samples']}; "
-            "was it generated with other --n-per-class / --n-classes options?"
-        )
-    return X, y, X_val, y_val
-
-
-def _replay(
-    config: Mapping[str, Any], data: tuple[Any, Any, Any, Any], every: int, saved: Mapping[str, Any]
-) -> tuple[dict[str, Any], str]:
-    """Rerun the training from its config with a DeadUnitTracker; returns (unit history dicts, a note)."""
-    from reluscope.diagnose import DeadUnitTracker
-    from reluscope.nn import MLP
-    from reluscope.train import DivergenceError, fit
-
-    X, y, X_val, y_val = data
-    net_cfg = config["net"]
-    seed = config.get("seed", 0)
-    net = MLP(
-        net_cfg["sizes"],
-        net_cfg["activation"],
-        init=net_cfg["init"],
-        init_std=net_cfg["init_std"],
-        bias_init=net_cfg["bias_init"],
-        slope=net_cfg["slope"],
-        alpha=net_cfg.get("alpha", 1.0),
-        seed=seed,
-        dtype=net_cfg["dtype"],
-    )
-    tracker = DeadUnitTracker(X, every=every)
-    # on divergence fit restores the last finite weights, as the saved run did; the tracker keeps its scans
-    with contextlib.suppress(DivergenceError):
-        fit(
-            net,
-            X,
-            y,
-            optimizer=config.get("optimizer", "sgd"),
-            lr=config["lr"],
-            reg=config.get("reg", 0.0),
-            epochs=config["epochs"],
-            batch_size=config.get("batch_size") or None,
-            seed=seed,
-            X_val=X_val,
-            y_val=y_val,
-            callbacks=[tracker],
-        )
-    same = set(saved) == set(net.params) and all(np.array_equal(net.params[k], saved[k]) for k in net.params)
-    note = f"Per-unit history recomputed by replaying the training from its config, scanning every {every} epochs; " + (
-        "the replayed weights equal the saved model exactly."
-        if same
-        else "WARNING: the replayed weights differ from the saved model, so this history may not be the run's."
-    )
-    return {name: h.to_dict() for name, h in tracker.unit_history().items()}, note
-
-
-def _train_sections(run_dir: Path, replay_every: int | None) -> tuple[str, str, list[Section]]:
-    from reluscope.diagnose import scan
-    from reluscope.io import load_json, load_model
-
-    record = load_json(run_dir / "run.json")
-    if not isinstance(record, dict) or "config" not in record:
-        raise ValueError(
-            f"{run_dir / 'run.json'} is not a reluscope run record (no config); rerun `reluscope train --out`"
-        )
-    config = record["config"]
-    history = record.get("history", {})
-    status = record.get("status", "unknown")
-    sub = f"status: {status}"
-    if "train_accuracy" in record:
-        sub += f"; training accuracy {record['train_accuracy']:.2%}"
-    if record.get("val_accuracy") is not None:
-        sub += f"; validation accuracy {record['val_accuracy']:.2%}"
+def _unit_blocks(record: RunResult) -> list[Block]:
+    """The hidden-unit blocks of a train report, all drawn from what the run recorded."""
     blocks: list[Block] = []
-    if record.get("error"):
-        blocks.append(Text(f"Training stopped: {record['error']}"))
-    if history.get("epoch"):
-        curves = plot_training_curves(history)
-        blocks.append(Image(to_png(curves.figure), "training curves", "Loss (log scale) and accuracy per epoch."))
-    units: list[Block] = [Text(_DEAD_EXPLAINED)]
-    model_path = run_dir / "model.npz"
-    data = None
-    params: dict[str, Any] = {}
-    try:
-        net = load_model(model_path)
-        params = net.params
-        data = _rebuild_data(config)
-        stats = scan(net, data[0], batch_size=1024)
-        units.append(
-            Table(
-                stats.summary(),
-                ("name", "units", "dead", "dead_fraction", "nearly_dead", "median_fire_rate", "dormant", "all_dead"),
-                "the saved model re-scanned on its training set",
+    if record.dead_fraction:
+        rows = [{"layer": k, "dead_fraction": v} for k, v in record.dead_fraction.items()]
+        blocks.append(Table(rows, caption="dead fraction recorded at the end of training"))
+    blocks.append(Text(_DEAD_EXPLAINED))
+    if record.scan is not None and record.fire_rates is not None:
+        blocks.append(Table(record.scan, _SCAN_COLUMNS, "the final scan of the training set, recorded by the run"))
+        hist = plot_fire_rate_histogram(
+            {n: np.asarray(r, dtype=np.float64) for n, r in record.fire_rates.items()}, title="after training"
+        )
+        caption = "Fire rates of the hidden units after training."
+        blocks.append(Image(to_png(hist.figure), "fire-rate histogram", caption))
+    elif record.version < RUN_VERSION:
+        blocks.append(
+            Text(
+                f"This run.json is record version {record.version} (reluscope 0.1): it holds no final scan, so there "
+                "is no per-layer table or fire-rate histogram; rerun the command below to record them."
             )
         )
-        hist = plot_fire_rate_histogram({n: stats.frequency(n) for n in stats.names}, title="after training")
-        units.append(
-            Image(to_png(hist.figure), "fire-rate histogram", "Fire rates of the hidden units after training.")
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        units.append(Text(f"Could not re-scan the saved model on its training data: {exc}"))
-    unit_history = record.get("unit_history") or {}
-    has_counts = bool(unit_history) and all("fire_counts" in h for h in unit_history.values())
-    note = ""
-    if not has_counts and replay_every is not None and data is not None:
-        unit_history, note = _replay(config, data, replay_every, params)
-        has_counts = True
+    history = record.unit_history or {}
+    has_counts = bool(history) and all("fire_counts" in h for h in history.values())
     if has_counts:
-        first = next(iter(unit_history.values()))
-        heat = plot_fire_rate_heatmap(
-            first["epochs"], {n: h["fire_counts"] for n, h in unit_history.items()}, first["n_samples"]
-        )
-        units.append(
+        first = next(iter(history.values()))
+        counts = {n: h["fire_counts"] for n, h in history.items()}
+        heat = plot_fire_rate_heatmap(first["epochs"], counts, first["n_samples"])
+        blocks.append(
             Image(
                 to_png(heat.figure),
                 "fire-rate heat map",
                 "Each row is a unit, each column a scan of the training set; black: fired on no sample.",
             )
         )
-    elif unit_history:
-        first = next(iter(unit_history.values()))
-        over = plot_dead_fraction_history(first["epochs"], {n: h["dead_fraction"] for n, h in unit_history.items()})
-        units.append(
+    elif history:
+        first = next(iter(history.values()))
+        over = plot_dead_fraction_history(first["epochs"], {n: h["dead_fraction"] for n, h in history.items()})
+        blocks.append(
             Image(to_png(over.figure), "dead fraction over training", "Recorded by `reluscope train --track-dead`.")
         )
-    if unit_history:
-        units.append(
+    if history:
+        keys = ("n_born_dead", "n_died", "n_revived", "n_dead_at_end")
+        blocks.append(
             Table(
-                [
-                    {"layer": n, **{k: h[k] for k in ("n_born_dead", "n_died", "n_revived", "n_dead_at_end")}}
-                    for n, h in unit_history.items()
-                ],
+                [{"layer": n, **{k: h[k] for k in keys}} for n, h in history.items()],
                 caption="units born dead, that died during training, that came back, and dead at the end",
             )
         )
-        if note:
-            units.append(Text(note))
     if not has_counts:
-        units.append(
+        blocks.append(
             Text(
-                "run.json holds no per-unit fire counts over time, so there is no unit x time heat map: run "
-                f"`reluscope report {run_dir} --replay EVERY` to replay the training (same config and seed, so the "
-                "same run) with a scan every EVERY epochs."
+                "run.json holds no per-unit fire counts over time, so there is no unit x time heat map: rerun the "
+                "training with `--track-dead EVERY` (same config and seed, so the same run) to record a scan every "
+                "EVERY epochs."
             )
         )
-    command = record.get("command") or _train_command(config, run_dir)
-    summary_rows = [{"layer": k, "dead_fraction": v} for k, v in record.get("dead_fraction", {}).items()]
-    sections = [Section("Training", blocks), Section("Hidden units", units)]
-    if summary_rows:
-        sections[1].blocks.insert(0, Table(summary_rows, caption="dead fraction recorded at the end of training"))
-    sections += [
-        Section("Configuration", [Code(json.dumps(config, indent=2))]),
+    return blocks
+
+
+def _train_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
+    from reluscope.experiments import train_command
+    from reluscope.runs import load_run
+
+    record = load_run(run_dir / "run.json")
+    sub = f"status: {record.status}"
+    if record.train_accuracy is not None:
+        sub += f"; training accuracy {record.train_accuracy:.2%}"
+    if record.val_accuracy is not None:
+        sub += f"; validation accuracy {record.val_accuracy:.2%}"
+    blocks: list[Block] = []
+    if record.error:
+        blocks.append(Text(f"Training stopped: {record.error}"))
+    if record.history.get("epoch"):
+        curves = plot_training_curves(record.history)
+        blocks.append(Image(to_png(curves.figure), "training curves", "Loss (log scale) and accuracy per epoch."))
+    command = record.command or train_command(record.config, run_dir)
+    sections = [
+        Section("Training", blocks),
+        Section("Hidden units", _unit_blocks(record)),
+        Section("Configuration", [Code(json.dumps(record.config, indent=2))]),
         Section("Reproduce", [Code(f"{command}\nreluscope report {shlex.quote(str(run_dir))}")]),
     ]
     return "reluscope train", sub, sections
 
 
-def build_report(run_dir: str | os.PathLike[str], *, replay_every: int | None = None) -> Path:
+def build_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write ``run_dir/report.html`` for a sweep, born-dead or train directory; returns its path.
 
-    ``replay_every`` (train runs without per-unit history): replay the training from its config, scanning the
-    training set every that many epochs, to draw the unit x time heat map.
+    The page is drawn from the records alone (nothing is trained, scanned or re-split here): a train run's
+    fire-rate histogram is its recorded final scan, its heat map the fire counts recorded by ``--track-dead``.
+    Records of reluscope 0.1 (version 1) are read; what they lack is said on the page.
     """
     d = Path(run_dir)
     kind = run_kind(d)
-    if replay_every is not None and (isinstance(replay_every, bool) or replay_every < 1):
-        raise ValueError(f"replay_every must be a positive number of epochs, got {replay_every!r}")
     if kind == "sweep":
         title, sub, sections = _sweep_sections(d)
     elif kind == "born-dead":
@@ -582,7 +452,7 @@ def build_report(run_dir: str | os.PathLike[str], *, replay_every: int | None = 
 
         title, sub, sections = continual_sections(d)
     else:
-        title, sub, sections = _train_sections(d, replay_every)
+        title, sub, sections = _train_sections(d)
     path = d / REPORT_FILE
     write_html(path, render_html(f"{title}: {d.name}", sections, subtitle=sub))
     return path

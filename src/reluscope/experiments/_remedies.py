@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,17 +18,11 @@ from numpy.typing import NDArray
 
 from reluscope._validate import check_finite_array, check_labels, check_positive
 from reluscope.data import spiral
-from reluscope.diagnose import scan
-from reluscope.nn.model import MLP
-from reluscope.remedies._common import check_positive_int
-from reluscope.remedies._leaky import dead_by_gradient
-from reluscope.remedies._lr import overall_dead_fraction
-from reluscope.remedies._redo import ReDoCallback, check_tau
-from reluscope.train import Callback, DivergenceError, fit
+from reluscope.remedies import check_tau, default_redo_until, overall_dead_fraction
+from reluscope.runs import REMEDIES, PreparedData, RunConfig, check_remedy, mean_std, run
+from reluscope.train import Callback
 
-__all__ = ["REMEDIES", "RemedyComparison", "RemedyRun", "compare_remedies", "run_remedy"]
-
-REMEDIES = ("none", "redo", "leaky")
+__all__ = ["RemedyComparison", "RemedyRun", "compare_remedies", "run_remedy"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +63,6 @@ class RemedyRun:
         return d
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
-
-
 @dataclass(frozen=True)
 class RemedyComparison:
     """All runs of :func:`compare_remedies` and their per-remedy averages.
@@ -99,7 +88,9 @@ class RemedyComparison:
             runs = [r for r in self.runs if r.remedy == remedy]
             row: dict[str, float] = {"n_runs": len(runs)}
             for key in ("train_accuracy", "dead_fraction", "dead_by_gradient_fraction", "final_loss"):
-                row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([getattr(r, key) for r in runs])
+                mean, std = mean_std([getattr(r, key) for r in runs])
+                row[f"{key}_mean"] = math.nan if mean is None else mean
+                row[f"{key}_std"] = math.nan if std is None else std
             row["recycled_mean"] = float(np.mean([r.recycled for r in runs]))
             row["diverged"] = sum(r.diverged for r in runs)
             summary[remedy] = row
@@ -136,54 +127,44 @@ def run_remedy(
     epoch ``redo_until``, default half of ``epochs``, at ``redo_tau``) or ``"leaky"`` (leaky ReLU with ``slope``).
     Every remedy starts from the same initial weights for a given ``seed``.
     """
-    if remedy not in REMEDIES:
-        raise ValueError(f"unknown remedy {remedy!r}; choose one of {', '.join(REMEDIES)}")
-    n_epochs = check_positive_int(epochs, "epochs", example=2000)
-    until = max(1, n_epochs // 2) if redo_until is None else redo_until
-    n_classes = int(np.max(y)) + 1
-    net = MLP(
-        [X.shape[1], *hidden, max(n_classes, 2)],
-        "leaky" if remedy == "leaky" else "relu",
+    config = RunConfig(
+        hidden=tuple(hidden),
+        activation="relu",
+        slope=slope,
         init=init,
         init_std=init_std,
-        slope=slope,
+        optimizer=optimizer,
+        lr=lr,
+        reg=reg,
+        epochs=epochs,
+        batch_size=batch_size,
         seed=seed,
+        remedy=check_remedy(remedy),
+        redo_every=redo_every,
+        redo_tau=redo_tau,
+        redo_until=redo_until,
     )
-    cbs = list(callbacks)
-    redo_cb = None
-    if remedy == "redo":
-        redo_cb = ReDoCallback(X, every=redo_every, tau=redo_tau, until=until, seed=seed)
-        cbs.append(redo_cb)
-    diverged = False
-    try:
-        history = fit(
-            net,
-            X,
-            y,
-            optimizer=optimizer,
-            lr=lr,
-            reg=reg,
-            epochs=n_epochs,
-            batch_size=batch_size,
-            seed=seed,
-            callbacks=cbs,
+    return _remedy_run(config, PreparedData.from_arrays(X, y), callbacks)
+
+
+def _remedy_run(config: RunConfig, data: PreparedData, callbacks: Sequence[Callback] = ()) -> RemedyRun:
+    """:func:`reluscope.runs.run` of ``config`` on ``data``, measured as a :class:`RemedyRun`."""
+    result = run(config, callbacks, data=data)
+    if result.stats is None:
+        raise ValueError(
+            f"the network trained with remedy {config.remedy!r} at lr={config.lr:g} overflows on the training data, "
+            "so its units cannot be counted; lower the learning rate"
         )
-        final_loss = history.loss[-1]
-    except DivergenceError as exc:
-        diverged = True
-        final_loss = exc.history.loss[-1] if exc.history.loss else math.nan
-    stats = scan(net, X)
-    by_grad = dead_by_gradient(net, X)
-    n_units = sum(m.size for m in by_grad.values())
+    n_units = sum(m.size for m in result.no_gradient.values())
     return RemedyRun(
-        remedy=remedy,
-        seed=int(seed),
-        train_accuracy=net.accuracy(X, y),
-        final_loss=float(final_loss),
-        dead_fraction=overall_dead_fraction(stats),
-        dead_by_gradient_fraction=sum(int(m.sum()) for m in by_grad.values()) / n_units,
-        recycled=0 if redo_cb is None else sum(r.total for r in redo_cb.reports),
-        diverged=diverged,
+        remedy=config.remedy,
+        seed=int(config.seed),
+        train_accuracy=float(result.train_accuracy or 0.0),
+        final_loss=float(result.history["loss"][-1]) if result.history["loss"] else math.nan,
+        dead_fraction=overall_dead_fraction(result.stats),
+        dead_by_gradient_fraction=sum(int(m.sum()) for m in result.no_gradient.values()) / n_units,
+        recycled=sum(r["total"] for r in result.redo or []),
+        diverged=result.status == "diverged",
     )
 
 
@@ -240,8 +221,7 @@ def compare_remedies(
     if isinstance(remedies, str) or not remedies:
         raise ValueError(f"remedies must be a non-empty list such as ['none', 'redo', 'leaky'], got {remedies!r}")
     for remedy in remedies:
-        if remedy not in REMEDIES:
-            raise ValueError(f"unknown remedy {remedy!r}; choose from {', '.join(REMEDIES)}")
+        check_remedy(remedy)
     if isinstance(seeds, str | int) or not seeds:
         raise ValueError(f"seeds must be a non-empty list of ints, e.g. seeds=[0, 1, 2, 3, 4], got {seeds!r}")
     check_positive(lr, "lr")
@@ -260,29 +240,23 @@ def compare_remedies(
         "batch_size": batch_size,
         "redo_every": redo_every,
         "redo_tau": redo_tau,
-        "redo_until": redo_until if redo_until is not None else max(1, int(epochs) // 2),
+        "redo_until": redo_until if redo_until is not None else default_redo_until(epochs),
         "slope": slope,
     }
-    runs = [
-        run_remedy(
-            remedy,
-            X,
-            y,
-            seed=int(seed),
-            hidden=hidden,
-            init=init,
-            init_std=init_std,
-            lr=lr,
-            reg=reg,
-            epochs=epochs,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            redo_every=redo_every,
-            redo_tau=redo_tau,
-            redo_until=redo_until,
-            slope=slope,
-        )
-        for seed in seeds
-        for remedy in remedies
-    ]
+    data = PreparedData.from_arrays(X, y)
+    base = RunConfig(
+        hidden=tuple(int(h) for h in hidden),
+        slope=slope,
+        init=init,
+        init_std=init_std,
+        optimizer=optimizer,
+        lr=lr,
+        reg=reg,
+        epochs=epochs,
+        batch_size=batch_size,
+        redo_every=redo_every,
+        redo_tau=redo_tau,
+        redo_until=redo_until,
+    )
+    runs = [_remedy_run(replace(base, seed=int(seed), remedy=remedy), data) for seed in seeds for remedy in remedies]
     return RemedyComparison(config=config, runs=runs)
