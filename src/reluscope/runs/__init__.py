@@ -27,8 +27,8 @@ Record schema (``run.json`` of ``reluscope train --out``; :class:`RunResult`)
 ``non_finite``        ``{"paths": [...], "reason": ...}``: where a value was not finite (written as null)
 
 The JSON is strict (``allow_nan=False``, :func:`reluscope.io.save_json`): a NaN or infinity becomes ``null`` and
-its path is listed in ``non_finite``, so any JSON reader can load every record. Sweep cells (:class:`CellResult`, ``cells/<key>.json``)
-follow the same rule.
+its path is listed in ``non_finite``, so any JSON reader can load every record. Sweep cells
+(:class:`CellResult`, ``cells/<key>.json``) follow the same rule.
 """
 
 from reluscope.runs._cell import CELL_FORMAT, CELL_RESULT_VERSION, CELL_VERSION, CellResult
