@@ -3,6 +3,8 @@
 * :func:`redo` / :class:`ReDoCallback` — recycle dead or τ-dormant units (ReDo, Sokar et al. 2023): new incoming
   weights, zero outgoing weights (the output does not change at the reset), their optimizer state zeroed.
 * :func:`leaky_swap` — the same network with leaky ReLU; :func:`dead_by_gradient` shows why no leaky unit is stuck.
+* :func:`prune_dead` — a smaller network without its dead units, their mean output folded into the next bias
+  (the output kept), and a :class:`PruneReport` of the units, parameters and multiply-adds saved.
 * :func:`lr_range_test` — the largest learning rate that keeps the dead fraction under a threshold;
   :class:`DeathSpikeDetector` — flags the updates after which a layer's dead fraction jumped.
 * :class:`ContinualBackprop` — Continual Backprop (Dohare et al. 2024): replace a small fraction of the mature
@@ -16,6 +18,7 @@
 from reluscope.remedies._cbp import CBPReport, ContinualBackprop, check_cbp_options, zero_state
 from reluscope.remedies._leaky import dead_by_gradient, leaky_swap
 from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
+from reluscope.remedies._prune import PrunedLayer, PrunedSite, PruneReport, check_fold, prune_dead, unit_means
 from reluscope.remedies._redo import ReDoCallback, ReDoReport, check_tau, default_redo_until, recycle_mask, redo
 from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
 
@@ -25,10 +28,14 @@ __all__ = [
     "DeathSpikeDetector",
     "LRRangeResult",
     "LRTrial",
+    "PruneReport",
+    "PrunedLayer",
+    "PrunedSite",
     "ReDoCallback",
     "ReDoReport",
     "ShrinkPerturb",
     "check_cbp_options",
+    "check_fold",
     "check_shrink_options",
     "check_tau",
     "dead_by_gradient",
@@ -36,9 +43,11 @@ __all__ = [
     "leaky_swap",
     "lr_range_test",
     "overall_dead_fraction",
+    "prune_dead",
     "recycle_mask",
     "redo",
     "shrink_perturb",
+    "unit_means",
     "zero_state",
 ]
 

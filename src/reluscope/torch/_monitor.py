@@ -14,6 +14,7 @@ from torch.overrides import _get_current_function_mode_stack
 from reluscope.diagnose import ActivationStats
 from reluscope.torch._batches import check_flag
 from reluscope.torch._locate import Site, _Recorder, check_model, is_compiled, seen_functions, stats_from_accs
+from reluscope.torch._redo import remember_example
 
 __all__ = ["Monitor", "monitor"]
 
@@ -81,6 +82,8 @@ class Monitor:
             return
         t = self.steps
         self.steps += 1
+        if t == 0:  # redo/prune_dead map the structure from it later
+            remember_example(module, tuple(args))
         full = self.full_every is not None and t % self.full_every == 0
         if not full and t % self.every:
             return

@@ -22,7 +22,10 @@ when its pre-activation comes straight from a ``Linear``/``Conv{1,2,3}d`` (optio
 used once, and its output reaches exactly one ``Linear``/``Conv`` (``groups=1``) through nothing but dropout,
 pooling and a flatten. Anything else (a residual add, a concatenation, a LayerNorm, a layer called twice, a
 grouped conv) is refused with the reason; a site whose output is the model's output is the output layer and is
-never touched. The plan is cached per model, so later calls need no example.
+never touched. The plan is cached per model, so later calls need no example; nor does a first call after
+``scan``/``monitor`` ran the model (they keep two rows of the first input they saw, see ``remember_example``).
+A ``Linear`` applied to ``(..., F)`` (a transformer's MLP: ``Linear -> act -> dropout -> Linear``) is mapped with
+its units along the last dimension; its stats must then come from ``scan(..., channels_last=True)``.
 """
 
 from __future__ import annotations
@@ -217,6 +220,14 @@ class SitePlan:
         Path of the Linear/Conv consuming the activation.
     block : int
         Consumer input features per unit (H*W after a flatten, else 1).
+    function : str
+        The rectifier (``"relu"``, ``"gelu"``, ...).
+    last_dim : bool
+        Units along the last dimension: a ``Linear`` applied to ``(..., F)`` (a transformer MLP); its stats come
+        from ``scan(..., channels_last=True)``.
+    positions : int
+        Positions per sample of each unit in the mapped example (``H*W`` of a conv site, ``L`` of a ``(N, L, F)``
+        Linear): the scan's per-channel |activation| sums run over them.
     """
 
     site: str
@@ -226,6 +237,9 @@ class SitePlan:
     prelu: str | None
     consumer: str
     block: int
+    function: str = ""
+    last_dim: bool = False
+    positions: int = 1
 
 
 @dataclass(frozen=True)
@@ -305,7 +319,10 @@ def _map_site(
     if bn_path is not None and not isinstance(modules[bn_path], nn.modules.batchnorm._BatchNorm):
         return f"{bn_path!r} is a {type(modules[bn_path]).__name__}, not a BatchNorm"
     units = producer.out_features if isinstance(producer, nn.Linear) else producer.out_channels
-    if act.in_shape is None or len(act.in_shape) < 2 or act.in_shape[1] != units:
+    last_dim = (
+        isinstance(producer, nn.Linear) and act.in_shape is not None and len(act.in_shape) > 2
+    ) and act.in_shape[-1] == units
+    if not last_dim and (act.in_shape is None or len(act.in_shape) < 2 or act.in_shape[1] != units):
         return f"its input has shape {act.in_shape}, expected (N, {units}, ...) from {prod.module!r}"
     prelu = None
     if act.label == "prelu" and act.module is not None:
@@ -326,9 +343,13 @@ def _map_site(
         if n.kind in ("pass", "flatten", "linear", "conv") and n.inputs[0] != prev:
             return f"its output enters {n.op!r} as a secondary argument"
         if n.kind == "pass":
+            if last_dim and not n.op.startswith("dropout") and n.op not in ("contiguous", "clone"):
+                return f"{n.op} after a Linear over the last dimension is not a per-unit pass-through"
             if n.out_shape is None or n.in_shape is None or n.out_shape[1:2] != n.in_shape[1:2]:
                 return f"{n.op} changes the number of units"
             continue
+        if n.kind == "flatten" and last_dim:
+            return f"{n.op} reshapes a Linear's (..., {units}) output"
         if n.kind == "flatten":
             assert n.in_shape is not None and n.out_shape is not None
             if n.in_shape == n.out_shape:
@@ -344,7 +365,12 @@ def _map_site(
             if calls[n.module] > 1:
                 return f"its consumer {n.module!r} is called {calls[n.module]} times per forward pass"
             assert n.in_shape is not None
-            if isinstance(consumer, nn.Linear):
+            if isinstance(consumer, nn.Linear) and last_dim:
+                if consumer.in_features != units or n.in_shape[-1] != units:
+                    return f"nn.Linear {n.module!r} has {consumer.in_features} inputs, expected {units}"
+            elif last_dim:
+                return f"its consumer {n.module!r} is not an nn.Linear over the last dimension"
+            elif isinstance(consumer, nn.Linear):
                 if len(n.in_shape) != 2:
                     return f"nn.Linear {n.module!r} is applied to a {len(n.in_shape)}-D tensor; flatten it first"
                 if consumer.in_features != units * block:
@@ -356,11 +382,28 @@ def _map_site(
                     return f"conv {n.module!r} has {consumer.in_channels} input channels, expected {units}"
             else:
                 return f"its consumer {n.module!r} is a {type(consumer).__name__}, not nn.Linear/Conv"
-            return SitePlan(name, units, prod.module, bn_path, prelu, n.module, block)
+            shape = act.in_shape
+            positions = math.prod(shape[1:-1]) if last_dim else math.prod(shape[2:])
+            return SitePlan(name, units, prod.module, bn_path, prelu, n.module, block, act.label, last_dim, positions)
         return f"its output goes into {n.op!r}, not into a Linear/Conv (through dropout, pooling or a flatten)"
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, ReDoPlan] = weakref.WeakKeyDictionary()
+_EXAMPLES: weakref.WeakKeyDictionary[nn.Module, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+
+
+def remember_example(model: nn.Module, args: tuple[Any, ...]) -> None:
+    """Keep two rows of the positional arguments ``model`` ran on (cloned, same device), so that :func:`redo` and
+    :func:`reluscope.torch.prune_dead` can map its structure later without an ``example=``. Called by ``scan``
+    (first batch) and ``monitor`` (first forward); a model already remembered keeps its first example."""
+    if model in _EXAMPLES:
+        return
+    _EXAMPLES[model] = tuple((a[:2] if a.ndim else a).detach().clone() if isinstance(a, Tensor) else a for a in args)
+
+
+def recorded_example(model: nn.Module) -> tuple[Any, ...] | None:
+    """The example remembered for ``model`` by ``scan``/``monitor``/``redo_plan``, or None."""
+    return _EXAMPLES.get(model)
 
 
 def redo_plan(model: nn.Module, example: Any) -> ReDoPlan:
@@ -411,6 +454,7 @@ def redo_plan(model: nn.Module, example: Any) -> ReDoPlan:
             plans[site.name] = result
     plan = ReDoPlan(plans, output_sites, refused, _signature(model))
     _PLANS[model] = plan
+    remember_example(model, example if isinstance(example, tuple) else (example,))
     return plan
 
 
@@ -486,14 +530,15 @@ def _cached_plan(model: nn.Module, example: Any) -> ReDoPlan:
     plan = _PLANS.get(model)
     if plan is not None and plan.signature == _signature(model):
         return plan
+    if example is None:
+        example = recorded_example(model)  # what scan/monitor ran the model on
     if example is not None:
         return redo_plan(model, example)
-    if plan is None or plan.signature != _signature(model):
-        raise ValueError(
-            "redo needs one example input the first time it sees a model (or after its parameters changed), to map "
-            "which layers feed and read each site: redo(model, optimizer, stats, example=x[:2])"
-        )
-    return plan
+    raise ValueError(
+        "redo needs one example input the first time it sees a model (or after its parameters changed), to map "
+        "which layers feed and read each site: run reluscope.torch.scan/monitor on it first, or pass "
+        "redo(model, optimizer, stats, example=x[:2])"
+    )
 
 
 def redo(

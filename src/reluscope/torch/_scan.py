@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from reluscope.diagnose import ActivationStats
 from reluscope.torch._batches import (
@@ -27,6 +27,7 @@ from reluscope.torch._locate import (
     seen_functions,
     stats_from_accs,
 )
+from reluscope.torch._redo import remember_example
 from reluscope.torch._script import scan_script
 
 __all__ = ["Progress", "scan", "scan_with_sites"]
@@ -165,6 +166,10 @@ def scan_with_sites(
         with eval_mode(model):
             for batch in batches:
                 batch = to_device(batch, dev)
+                if n_batches == 0 and call is None:  # redo/prune_dead map the structure from it later
+                    x = batch if isinstance(batch, Tensor) else (batch[0] if isinstance(batch, list | tuple) else None)
+                    if isinstance(x, Tensor):
+                        remember_example(model, (x,))
                 rec.begin_pass(full=True)
                 with rec:
                     run(model, batch)
