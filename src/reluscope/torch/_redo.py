@@ -383,6 +383,7 @@ def _map_site(
             else:
                 return f"its consumer {n.module!r} is a {type(consumer).__name__}, not nn.Linear/Conv"
             shape = act.in_shape
+            assert shape is not None
             positions = math.prod(shape[1:-1]) if last_dim else math.prod(shape[2:])
             return SitePlan(name, units, prod.module, bn_path, prelu, n.module, block, act.label, last_dim, positions)
         return f"its output goes into {n.op!r}, not into a Linear/Conv (through dropout, pooling or a flatten)"
