@@ -118,3 +118,32 @@ def test_all_dead_layer_refused_and_errors():
         prune_dead(MLP([2, 11, 3], seed=0), stats)
     with pytest.raises(ValueError, match="no site"):
         prune_dead(MLP([2, 10, 10, 3], seed=0), stats)
+
+
+# reluscope diagnose: what pruning would save, --prune-out -------------------------------------------------------
+def test_cli_prints_savings_and_writes_the_pruned_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from reluscope.cli import app
+    from reluscope.io import load_model, save_model
+
+    net = MLP([2, 10, 3], seed=0)
+    net.params["b1"][:4] = -50.0  # 4 of 10 units can never fire on the spiral
+    path = tmp_path / "m.npz"
+    save_model(path, net)
+    out = tmp_path / "sub" / "pruned.npz"
+    runner = CliRunner()
+    res = runner.invoke(app, ["diagnose", str(path), "--prune-out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())  # rich wraps long lines
+    assert "pruning would remove 4 of 10 units" in text and "multiply-adds per sample" in text
+    pruned = load_model(out)
+    assert pruned.sizes == [2, 6, 3]
+    X, _ = spiral(100, 3, seed=0)
+    np.testing.assert_allclose(pruned.scores(X), net.scores(X), rtol=RTOL, atol=RTOL * np.abs(net.scores(X)).max())
+    res = runner.invoke(app, ["diagnose", str(path), "--json"])
+    prune = json.loads(res.stdout)["prune"]
+    assert PruneReport.from_dict(prune).params_saved == 4 * (2 + 1 + 3)
+    (tmp_path / "file.npz").write_text("not a directory")
+    bad = runner.invoke(app, ["diagnose", str(path), "--prune-out", str(tmp_path / "file.npz" / "x.npz")])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output and bad.stderr.strip().count("\n") == 0

@@ -359,3 +359,113 @@ def test_vgg11_features_and_classifier():
     assert report.params_after == sum(p.numel() for p in pruned.parameters())
     assert report.refused == {}
     assert_close_float32(outputs(pruned, x), outputs(model, x))
+
+
+# reluscope diagnose --torch-model: savings printed, --prune-out writes tensors + an architecture note ------------
+MODULE = "reluscope_test_prunable_models"
+USER_CODE = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class CNN(nn.Module):
+    def __init__(self, width=4):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width * 64, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def make():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = CNN()
+    with torch.no_grad():
+        model.bn.bias[0] = -100.0  # channel 0 never fires
+    return model
+
+
+def loader():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 1, 8, 8, generator=g)
+    return DataLoader(TensorDataset(x, torch.zeros(40, dtype=torch.long)), batch_size=16)
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """A user's model file next to the working directory, importable as MODULE; sys.path/modules restored."""
+    path = tmp_path / f"{MODULE}.py"
+    path.write_text(USER_CODE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, MODULE, raising=False)
+    yield path
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_cli_torch_prune_out(user_module, tmp_path, suffix):
+    from typer.testing import CliRunner
+
+    from reluscope.cli import app
+    from reluscope.cli._torch_diagnose import load_torch_model
+
+    runner = CliRunner()
+    out = tmp_path / f"pruned{suffix}"
+    args = ["diagnose", f"--torch-model={MODULE}:make", f"--data={MODULE}:loader", "--prune-out", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())  # rich wraps long lines
+    assert "pruning would remove" in text and f"pruned model written to {out}" in text
+    if suffix == ".pt":
+        state = torch.load(out, weights_only=True)
+    else:
+        from safetensors.torch import load_file
+
+        state = load_file(out)
+    note = json.loads((tmp_path / f"pruned{suffix}.arch.json").read_text())
+    assert note["format"] == "reluscope.PrunedArchitecture" and note["weights"] == out.name
+    report = PruneReport.from_dict(note["prune"])
+    width = note["layers"]["conv"]["out_channels"]
+    assert width == 3 and note["layers"]["fc"]["in_features"] == width * 64  # channel 0 of 4 was dead
+    buffers = 2 * width + 1  # BatchNorm's running mean and var, num_batches_tracked
+    assert report.params_after + buffers == sum(v.numel() for v in state.values())
+    # rebuild from the note and compare with the original on the scanned data
+    original = load_torch_model(f"{MODULE}:make")
+    rebuilt = load_torch_model(f"{MODULE}:make")
+    rebuilt.conv = nn.Conv2d(1, width, 3, padding=1)
+    rebuilt.bn = nn.BatchNorm2d(note["layers"]["bn"]["num_features"])
+    rebuilt.fc = nn.Linear(width * 64, 10)
+    rebuilt.load_state_dict(state)
+    x = torch.cat([b[0] for b in sys.modules[MODULE].loader()])
+    assert_close_float32(outputs(rebuilt, x), outputs(original, x))
+    res = runner.invoke(app, ["diagnose", f"--torch-model={MODULE}:make", f"--data={MODULE}:loader", "--json"])
+    assert json.loads(res.stdout)["prune"]["params_before"] == report.params_before
+
+
+def test_cli_torch_prune_refusal_is_a_note_or_an_error(user_module, tmp_path):
+    from typer.testing import CliRunner
+
+    from reluscope.cli import app
+
+    runner = CliRunner()
+    args = ["diagnose", f"--torch-model={MODULE}:make", "--data=digits", "--input-shape=64"]
+    res = runner.invoke(app, [*args, "--json"])  # (N, 64) into a conv: the model fails, exit 2 as before
+    assert res.exit_code == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 2)))
+        path = tmp_path / "m.pt"
+        torch.jit.save(scripted, str(path))
+    base = ["diagnose", f"--torch-model={path}", "--data=digits"]
+    res = runner.invoke(app, base)
+    text = " ".join(res.stdout.split())
+    assert res.exit_code == 0 and "pruning not estimated" in text and "TorchScript" in text
+    res = runner.invoke(app, [*base, "--prune-out", str(tmp_path / "p.pt")])
+    assert res.exit_code == 2 and "TorchScript" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "p.pt").exists()

@@ -254,6 +254,7 @@ class TorchDiagnosis:
     activation: str
     functions: dict[str, str] = field(default_factory=dict)
     uninstrumented: list[str] = field(default_factory=list)
+    module: Any = field(default=None, repr=False, compare=False)  # the scanned nn.Module (for prune_dead)
     axes: dict[str, str] = field(default_factory=dict)
 
 
@@ -392,9 +393,55 @@ def torch_diagnosis(
         activation=activation,
         functions=functions,
         uninstrumented=uninstrumented,
+        module=model,
         axes={
             s.name: f"dim {s.unit_axis} ({s.axis_source}), {stats.describe_samples(s.name)}"
             for s in sites
             if s.name in stats
         },
     )
+
+
+def save_pruned(path: Path, report: Any, spec: str) -> Path:
+    """Write ``report.model``'s state dict (tensors only: ``torch.save``, or safetensors for a ``.safetensors``
+    path) and, beside it, ``<path>.arch.json``: the resized layers' new sizes and the prune report, everything
+    needed to build the pruned model from ``spec``'s factory before ``load_state_dict``. Both atomically."""
+    import torch
+
+    from reluscope.io import atomic_write, save_json
+
+    model = report.model
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        with atomic_write(path) as f:
+            f.write(save(state))
+    else:
+        with atomic_write(path) as f:
+            torch.save(state, f)
+    modules = dict(model.named_modules())
+    layers: dict[str, dict[str, Any]] = {}
+    for layer in report.layers:
+        mod = modules[layer.name]
+        sizes = {
+            key: int(getattr(mod, key))
+            for key in ("in_features", "out_features", "in_channels", "out_channels", "num_features", "num_parameters")
+            if hasattr(mod, key)
+        }
+        layers[layer.name] = {"type": type(mod).__name__, **sizes, "bias": getattr(mod, "bias", None) is not None}
+    note = path.with_name(path.name + ".arch.json")
+    save_json(
+        note,
+        {
+            "format": "reluscope.PrunedArchitecture",
+            "version": 1,
+            "model": spec,
+            "weights": path.name,
+            "layers": layers,
+            "how_to_load": "build the model from `model`, replace each layer in `layers` by one of these sizes "
+            "(same type and other arguments), then load_state_dict(torch.load(weights, weights_only=True))",
+            "prune": report.to_dict(),
+        },
+    )
+    return note

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from reluscope.diagnose import ActivationStats
+    from reluscope.remedies import PruneReport
 
 __all__ = ["dead_layer_message", "diagnose", "render_dead_table", "render_worst_units"]
 
@@ -111,6 +112,23 @@ def dead_layer_message(stats: ActivationStats, activation: str = "relu", *, torc
     return None
 
 
+def _torch_pruning(res: Any, stats: ActivationStats, spec: str, prune_out: Path | None) -> PruneReport | str:
+    """The torch model's prune report (measured on the example rows the scan kept), written to ``prune_out`` if
+    given; without ``prune_out`` a model prune_dead cannot handle gives the reason (a str) instead of an error."""
+    from reluscope.cli._torch_diagnose import save_pruned
+    from reluscope.torch import prune_dead
+
+    try:
+        report = prune_dead(res.module, stats)
+    except (ValueError, TypeError) as exc:
+        if prune_out is not None:
+            raise
+        return str(exc)
+    if prune_out is not None:
+        save_pruned(prune_out, report, spec)
+    return report
+
+
 @friendly_errors
 def diagnose(
     model: Annotated[
@@ -166,11 +184,23 @@ def diagnose(
     top: Annotated[int, typer.Option("--top", min=0, help="Show the K least active units.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables; exit code only.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON on stdout.")] = False,
+    prune_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--prune-out",
+            help="Write the model without its dead units (each one's mean output folded into the next layer's "
+            "bias, so the outputs stay the same for ReLU): a model.npz for a numpy model; for --torch-model a state "
+            "dict of tensors (torch.save, or safetensors if FILE ends in .safetensors) plus FILE.arch.json with the "
+            "new layer sizes and the prune report.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Find the hidden units of a trained model that never fire on a dataset (dead), or rarely do.
 
     Scans the dataset in batches (memory independent of its size) and prints, per layer, the dead and nearly dead
-    units, the median fire rate and the τ-dormant units, then the least active units.
+    units, the median fire rate and the τ-dormant units, then the least active units, and what removing the dead
+    units would save (units, parameters, multiply-adds per sample); --prune-out writes that smaller model.
     Exit codes: 0 ok, 1 a layer exceeds --max-dead, 2 bad input (model file, data, options).
     """
     from reluscope.cli._progress import make_progress
@@ -180,6 +210,7 @@ def diagnose(
 
     out = console(quiet=quiet or as_json)
     extra: dict[str, Any] = {}
+    pruning: PruneReport | str
     if torch_model is not None:
         if model is not None:
             raise ValueError("pass either MODEL (model.npz) or --torch-model, not both")
@@ -208,6 +239,7 @@ def diagnose(
             )
         stats, activation, title, n_samples = res.stats, res.activation, res.model, res.n_samples
         extra["uninstrumented_sites"] = res.uninstrumented
+        pruning = _torch_pruning(res, stats, torch_model, prune_out)
         extra["unit_axes"] = res.axes
     else:
         if model is None:
@@ -238,6 +270,12 @@ def diagnose(
         with make_progress(out) as bar:
             task = bar.add_task(f"scanning {name}", total=len(X), info="")
             stats = scan(net, X, batch_size, progress=lambda done, _total: bar.update(task, completed=done))
+        from reluscope.io import save_model
+        from reluscope.remedies import prune_dead
+
+        pruning = prune_dead(net, stats, X=X)
+        if prune_out is not None:
+            save_model(prune_out, pruning.model, standardizer=scaler)
 
     summary = stats.summary(tau, nearly_dead)
     worst = stats.worst_units(top)
@@ -256,6 +294,7 @@ def diagnose(
             "message": verdict,
             "max_dead": max_dead,
             "passed": not over,
+            "prune": pruning if isinstance(pruning, str) else pruning.to_dict(),
         }
         typer.echo(json.dumps(report))
     else:
@@ -267,6 +306,9 @@ def diagnose(
             out.print(render_worst_units(worst))
         if verdict is not None:
             out.print(f"[bold red]{verdict}[/bold red]")
+        out.print(f"pruning not estimated: {pruning}" if isinstance(pruning, str) else pruning.summary())
+        if prune_out is not None and not isinstance(pruning, str):
+            out.print(f"pruned model written to {prune_out}")
     if over:
         names = ", ".join(f"{row['name']} {row['dead_fraction']:.1%}" for row in over)
         assert max_dead is not None
