@@ -1,6 +1,7 @@
 """Cost of the PyTorch adapter: monitor overhead per training step, and a whole-dataset scan vs a bare forward.
 
-Run: ``python benchmarks/bench_torch.py [--steps 60] [--scan-rounds 15] [--threads 2] [--mlp-batch 256] [--quick]``
+Run: ``python benchmarks/bench_torch.py [--steps 60] [--scan-rounds 15] [--prune-rounds 20] [--threads 2]
+[--mlp-batch 256] [--only monitor,scan,prune] [--quick]``
 
 1. **Monitor overhead per training step** (zero_grad, forward, cross-entropy, backward, SGD step) on an
    ``MLP [1024, 784, 1024, 10]`` (sizes as in ``reluscope.nn.MLP``: 1024 inputs, hidden 784 and 1024, 10 classes;
@@ -12,6 +13,11 @@ Run: ``python benchmarks/bench_torch.py [--steps 60] [--scan-rounds 15] [--threa
 2. **Scan cost**: ``reluscope.torch.scan`` over a dataset vs a bare ``model(x)`` loop under ``torch.no_grad()``
    in eval mode over the same batches, alternating whole passes; medians. Target <= 1.10x. The CNN is scanned
    both with the default per-channel counts and with ``per_position=True`` (per-position fire maps).
+3. **Pruning dead units**: ``reluscope.torch.prune_dead`` on models with ~40% of their prunable units dead
+   (negative biases: torchvision's vgg11 at random init, 4096-wide classifier, on 3x32x32; a transformer encoder
+   layer's ReLU MLP; an MLP; a Conv-BN-ReLU CNN). Forward time of the pruned model over the original's, one
+   ``no_grad`` eval forward each per round in alternating order; the ratio of medians and the min/max of the
+   per-round ratios, with the parameters saved and the max |output change| measured by ``prune_dead``.
 
 Each timing is taken twice: wall clock and process CPU time. On a shared, loaded machine the CPU time is the
 steadier of the two (time spent descheduled does not count); with several threads it includes their spinning.
@@ -30,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reluscope.torch import monitor, scan
+from reluscope.torch import monitor, prune_dead, scan
 
 
 def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
@@ -144,34 +150,128 @@ def bench_scan(name: str, model: nn.Module, batches: list[torch.Tensor], rounds:
         report(k, wall[k], cpu[k], base, "1.10")
 
 
+def kill(bias: torch.Tensor, fraction: float = 0.4) -> None:
+    """Every unit whose index falls in the first ``fraction`` of each block of 10 gets a bias of -100: dead."""
+    with torch.no_grad():
+        idx = torch.arange(bias.numel())
+        bias[(idx % 10) < round(10 * fraction)] = -100.0
+
+
+def vgg11() -> nn.Module:
+    import sys
+    import types
+
+    try:
+        import torchvision
+    except RuntimeError as e:  # PyPI's CUDA-linked wheel beside a CPU torch: skip its op registrations
+        if "torchvision::" not in str(e):
+            raise
+        for k in [k for k in sys.modules if k.startswith("torchvision")]:
+            del sys.modules[k]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision
+    model: nn.Module = torchvision.models.vgg11(num_classes=10)
+    return model
+
+
+def bench_prune(name: str, model: nn.Module, x: torch.Tensor, rounds: int, channels_last: bool = False) -> None:
+    model.eval()
+    stats = scan(model, [x], channels_last=channels_last)
+    rep = prune_dead(model, stats, data=[x])
+    pruned = rep.model
+    pruned.eval()
+    sides = {"original": model, "pruned": pruned}
+    wall: dict[str, list[float]] = {k: [] for k in sides}
+    cpu: dict[str, list[float]] = {k: [] for k in sides}
+
+    def fwd(m: nn.Module) -> None:
+        with torch.no_grad():
+            m(x)
+
+    for m in sides.values():
+        fwd(m)
+    keys = list(sides)
+    for r in range(rounds):
+        for k in keys[r % 2 :] + keys[: r % 2]:
+            timed(lambda k=k: fwd(sides[k]), wall[k], cpu[k])
+    ratios = [p / o for p, o in zip(wall["pruned"], wall["original"], strict=True)]
+    ratios_cpu = [p / o for p, o in zip(cpu["pruned"], cpu["original"], strict=True)]
+    units = sum(s.units_before for s in rep.sites)
+    dead = sum(stats.dead_mask(s.name).sum() for s in rep.sites) / max(units, 1)
+    print(f"{name}: batch {len(x)}, medians of {rounds} alternating forwards")
+    print(
+        f"  dead fraction {float(dead):.1%} of {units} prunable units; removed {rep.units_removed}; parameters "
+        f"{rep.params_before} -> {rep.params_after} (saved {rep.params_saved / rep.params_before:.1%}); "
+        f"multiply-adds/sample saved {rep.macs_saved / max(rep.macs_before, 1):.1%}; "
+        f"max |output change| {rep.max_abs_delta:.3g} (max |output| {rep.max_abs_output:.3g}); refused {rep.refused}"
+    )
+    report("original", wall["original"], cpu["original"], None, "")
+    report("pruned", wall["pruned"], cpu["pruned"], None, "")
+    w = statistics.median(wall["pruned"]) / statistics.median(wall["original"])
+    c = statistics.median(cpu["pruned"]) / statistics.median(cpu["original"])
+    print(
+        f"  pruned/original: wall {w:.3f} (per round min {min(ratios):.3f}, max {max(ratios):.3f}); "
+        f"cpu {c:.3f} (min {min(ratios_cpu):.3f}, max {max(ratios_cpu):.3f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60, help="training steps per side")
     ap.add_argument("--scan-rounds", type=int, default=15, help="passes per side for the scan comparison")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--mlp-batch", type=int, default=256, help="batch size of the MLP training step")
+    ap.add_argument("--prune-rounds", type=int, default=20, help="forwards per side for the pruning comparison")
+    ap.add_argument("--only", default="monitor,scan,prune", help="comma-separated sections to run")
     ap.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     args = ap.parse_args()
     if args.quick:
-        args.steps, args.scan_rounds = 4, 2
+        args.steps, args.scan_rounds, args.prune_rounds = 4, 2, 2
+    only = set(args.only.split(","))
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     sizes = [1024, 784, 1024, 10]
-    x = torch.randn(args.mlp_batch, sizes[0], generator=g)
-    y = torch.randint(0, 10, (args.mlp_batch,), generator=g)
-    bench_monitor(f"MLP {sizes}, batch {args.mlp_batch}", seeded(lambda: mlp(sizes)), x, y, args.steps)
-    xc = torch.randn(64, 3, 32, 32, generator=g)
-    yc = torch.randint(0, 10, (64,), generator=g)
-    bench_monitor("CNN conv32-conv64 on 3x32x32, batch 64", seeded(cnn), xc, yc, args.steps)
+    if "monitor" in only:
+        x = torch.randn(args.mlp_batch, sizes[0], generator=g)
+        y = torch.randint(0, 10, (args.mlp_batch,), generator=g)
+        bench_monitor(f"MLP {sizes}, batch {args.mlp_batch}", seeded(lambda: mlp(sizes)), x, y, args.steps)
+        xc = torch.randn(64, 3, 32, 32, generator=g)
+        yc = torch.randint(0, 10, (64,), generator=g)
+        bench_monitor("CNN conv32-conv64 on 3x32x32, batch 64", seeded(cnn), xc, yc, args.steps)
 
-    data = torch.randn(8192, sizes[0], generator=g)
-    bench_scan(
-        f"scan MLP {sizes}", seeded(lambda: mlp(sizes)), list(data.split(512)), args.scan_rounds, positions=False
-    )
-    images = torch.randn(1024, 3, 32, 32, generator=g)
-    bench_scan("scan CNN", seeded(cnn), list(images.split(128)), args.scan_rounds, positions=True)
+    if "scan" in only:
+        data = torch.randn(8192, sizes[0], generator=g)
+        bench_scan(
+            f"scan MLP {sizes}", seeded(lambda: mlp(sizes)), list(data.split(512)), args.scan_rounds, positions=False
+        )
+        images = torch.randn(1024, 3, 32, 32, generator=g)
+        bench_scan("scan CNN", seeded(cnn), list(images.split(128)), args.scan_rounds, positions=True)
+
+    if "prune" in only:
+        bench_prune_models(g, args.prune_rounds)
+
+
+def bench_prune_models(g: torch.Generator, rounds: int) -> None:
+    vgg = seeded(vgg11)
+    for i in (0, 3):  # the two 4096-wide hidden layers of the classifier
+        kill(vgg.classifier[i].bias)
+    bench_prune("prune vgg11 (4096-wide classifier) on 3x32x32", vgg, torch.randn(32, 3, 32, 32, generator=g), rounds)
+    del vgg
+    enc = seeded(lambda: nn.TransformerEncoderLayer(256, 8, dim_feedforward=1024, dropout=0.0))
+    kill(enc.linear1.bias)
+    x = torch.randn(64, 16, 256, generator=g)  # (L, N, D): batch_first=False, the Python path
+    bench_prune("prune transformer encoder layer d256 ff1024, L64", enc, x, rounds, channels_last=True)
+    big = [1024, 2048, 2048, 10]
+    net = seeded(lambda: mlp(big))
+    kill(net[0].bias)
+    kill(net[2].bias)
+    bench_prune(f"prune MLP {big}", net, torch.randn(256, 1024, generator=g), rounds)
+    conv = seeded(cnn)
+    kill(conv[1].bias)
+    kill(conv[4].bias)
+    bench_prune("prune CNN conv32-BN-conv64-BN on 3x32x32", conv, torch.randn(64, 3, 32, 32, generator=g), rounds)
 
 
 if __name__ == "__main__":
