@@ -397,8 +397,8 @@ def remember_example(model: nn.Module, args: tuple[Any, ...]) -> None:
     """Keep two rows of the positional arguments ``model`` ran on (cloned, same device), so that :func:`redo` and
     :func:`reluscope.torch.prune_dead` can map its structure later without an ``example=``. Called by ``scan``
     (first batch) and ``monitor`` (first forward); a model already remembered keeps its first example."""
-    if model in _EXAMPLES:
-        return
+    if model in _EXAMPLES or not any(isinstance(a, Tensor) for a in args):
+        return  # already remembered, or a keyword-only call: nothing to replay
     _EXAMPLES[model] = tuple((a[:2] if a.ndim else a).detach().clone() if isinstance(a, Tensor) else a for a in args)
 
 
