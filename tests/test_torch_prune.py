@@ -473,3 +473,31 @@ def test_cli_torch_prune_refusal_is_a_note_or_an_error(user_module, tmp_path):
     res = runner.invoke(app, [*base, "--prune-out", str(tmp_path / "p.pt")])
     assert res.exit_code == 2 and "TorchScript" in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_gelu_conv_consumer_with_padding_folds_and_reports_the_border():
+    model = seeded(
+        lambda: nn.Sequential(
+            nn.Conv2d(2, 8, 3, padding=1), nn.GELU(), nn.Conv2d(8, 4, 3, padding=1), nn.Flatten(), nn.Linear(64, 3)
+        )
+    ).double()
+    with torch.no_grad():  # channels 0-3 dead near x = -1 (GELU about -0.16, varying a little)
+        model[0].weight[:4] *= 0.01
+    kill(model[0].bias, [0, 1, 2, 3], value=-1.0)
+    x = randn(20, 2, 4, 4, seed=12).double()
+    stats = scan(model, [x])
+    folded = prune_dead(model, stats, data=[x])
+    dropped = prune_dead(model, stats, data=[x], fold="none")
+    site = next(s for s in folded.sites if s.name == "1")
+    assert site.removed == [0, 1, 2, 3] and "zero-pads" in site.note and 0.1 < site.max_fold < 0.17
+    assert folded.max_abs_delta is not None and dropped.max_abs_delta is not None
+    # on a 4x4 input 12 of 16 positions are border, where the fold adds what padding never gave: folding still
+    # helps on average, and the change is measured
+    assert folded.max_abs_delta > 0 and folded.mean_abs_delta < dropped.mean_abs_delta
+    # the fold is exact in the interior: with padding removed from the consumer, only the GELU variation is left
+    interior = copy.deepcopy(model)
+    interior[2].padding = (0, 0)
+    interior[4] = nn.Linear(16, 3).double()
+    stats_i = scan(interior, [x])
+    rep_i = prune_dead(interior, stats_i, data=[x])
+    assert rep_i.sites[0].note == "" and rep_i.max_abs_delta < folded.max_abs_delta / 5
