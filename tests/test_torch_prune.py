@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from reluscope.remedies import PruneReport  # noqa: E402
-from reluscope.torch import monitor, prune_dead, redo, scan  # noqa: E402
+from reluscope.torch import load_pruned, monitor, prune_dead, redo, scan  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -441,15 +441,31 @@ def test_cli_torch_prune_out(user_module, tmp_path, suffix):
     assert report.params_after + buffers == sum(v.numel() for v in state.values())
     # rebuild from the note and compare with the original on the scanned data
     original = load_torch_model(f"{MODULE}:make")
-    rebuilt = load_torch_model(f"{MODULE}:make")
-    rebuilt.conv = nn.Conv2d(1, width, 3, padding=1)
-    rebuilt.bn = nn.BatchNorm2d(note["layers"]["bn"]["num_features"])
-    rebuilt.fc = nn.Linear(width * 64, 10)
-    rebuilt.load_state_dict(state)
+    rebuilt = load_pruned(load_torch_model(f"{MODULE}:make"), out)
+    assert rebuilt.conv.weight.shape == (width, 1, 3, 3) and rebuilt.bn.num_features == width
+    assert all(torch.equal(v, state[k]) for k, v in rebuilt.state_dict().items())
     x = torch.cat([b[0] for b in sys.modules[MODULE].loader()])
     assert_same_function(outputs(rebuilt, x), outputs(original, x))
     res = runner.invoke(app, ["diagnose", f"--torch-model={MODULE}:make", f"--data={MODULE}:loader", "--json"])
     assert json.loads(res.stdout)["prune"]["params_before"] == report.params_before
+
+
+def test_load_pruned_errors(user_module, tmp_path):
+    from typer.testing import CliRunner
+
+    from reluscope.cli import app
+    from reluscope.cli._torch_diagnose import load_torch_model
+
+    out = tmp_path / "p.pt"
+    args = ["diagnose", f"--torch-model={MODULE}:make", f"--data={MODULE}:loader", "--prune-out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    with pytest.raises(ValueError, match="should be a Conv2d"):
+        load_pruned(nn.Sequential(nn.Linear(2, 2)), out)
+    with pytest.raises(FileNotFoundError):
+        load_pruned(load_torch_model(f"{MODULE}:make"), tmp_path / "missing.pt")
+    (tmp_path / "bad.pt.arch.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match=r"not a reluscope\.PrunedArchitecture"):
+        load_pruned(load_torch_model(f"{MODULE}:make"), tmp_path / "bad.pt")
 
 
 def test_cli_torch_prune_refusal_is_a_note_or_an_error(user_module, tmp_path):

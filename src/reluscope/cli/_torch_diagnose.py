@@ -439,8 +439,9 @@ def save_pruned(path: Path, report: Any, spec: str) -> Path:
             "model": spec,
             "weights": path.name,
             "layers": layers,
-            "how_to_load": "build the model from `model`, replace each layer in `layers` by one of these sizes "
-            "(same type and other arguments), then load_state_dict(torch.load(weights, weights_only=True))",
+            "how_to_load": "reluscope.torch.load_pruned(fresh_model, weights_path); by hand: build the model from "
+            "`model`, give each layer in `layers` these sizes, then load_state_dict(torch.load(weights, "
+            "weights_only=True))",
             "prune": report.to_dict(),
         },
     )

@@ -42,7 +42,7 @@ from reluscope.torch._locate import (
 )
 from reluscope.torch._models import from_mlp
 from reluscope.torch._monitor import Monitor, monitor
-from reluscope.torch._prune import prune_dead
+from reluscope.torch._prune import load_pruned, prune_dead
 from reluscope.torch._redo import ReDoPlan, ReDoSchedule, SitePlan, StructureError, redo, redo_plan
 from reluscope.torch._scan import Progress, scan, scan_with_sites
 from reluscope.torch._script import uninstrumented_sites
@@ -69,6 +69,7 @@ __all__ = [
     "find_sites",
     "from_mlp",
     "is_compiled",
+    "load_pruned",
     "monitor",
     "prune_dead",
     "redo",

@@ -45,7 +45,7 @@ from reluscope.torch._redo import (
 )
 from reluscope.torch._scan import _default_call, model_device, to_device
 
-__all__ = ["prune_dead"]
+__all__ = ["load_pruned", "prune_dead"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -375,3 +375,87 @@ def _batch_rows(batch: Any) -> int:
     from reluscope.torch._scan import batch_rows
 
     return batch_rows(batch)
+
+
+def load_pruned(model: nn.Module, path: Any) -> nn.Module:
+    """Load a model written by ``reluscope diagnose --prune-out FILE`` into ``model``, a fresh instance of the
+    original architecture (e.g. from the same factory): the layers named in ``FILE.arch.json`` are resized to the
+    noted sizes (new, uninitialised parameters), then the state dict is loaded (``torch.load(weights_only=True)``,
+    or safetensors for a ``.safetensors`` FILE; nothing is unpickled). Returns ``model``, changed in place.
+
+    Raises
+    ------
+    FileNotFoundError
+        FILE or its ``.arch.json`` note is missing.
+    ValueError
+        The note is not a reluscope architecture note, names a layer ``model`` lacks or of another type, or the
+        state dict does not fit.
+    """
+    import json
+    from pathlib import Path
+
+    model = check_model(model)
+    path = Path(path)
+    note_path = path.with_name(path.name + ".arch.json")
+    try:
+        note = json.loads(note_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{note_path} is not valid JSON ({exc}); write it again with --prune-out") from None
+    if not isinstance(note, dict) or note.get("format") != "reluscope.PrunedArchitecture":
+        raise ValueError(f"{note_path} is not a reluscope.PrunedArchitecture note; write it with --prune-out")
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, spec in note["layers"].items():
+            mod = modules.get(name)
+            if mod is None or type(mod).__name__ != spec.get("type"):
+                found = "no such module" if mod is None else type(mod).__name__
+                raise ValueError(
+                    f"{note_path}: layer {name!r} should be a {spec.get('type')} but the model has {found}; "
+                    "pass a fresh instance of the model the pruned one came from"
+                )
+            _reshape(mod, spec)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"{path} does not fit the resized model: {first}") from None
+    return model
+
+
+def _reshape(mod: nn.Module, spec: dict[str, Any]) -> None:
+    """Give ``mod`` empty parameters of the sizes in ``spec`` (values come from the state dict afterwards)."""
+
+    def empty(like: Tensor, *shape: int) -> Tensor:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        n = int(spec["num_features"])
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            old = getattr(mod, key)
+            if old is not None:
+                _set(mod, key, empty(old, n), old)
+        mod.num_features = n
+    elif isinstance(mod, nn.PReLU):
+        n = int(spec["num_parameters"])
+        _set(mod, "weight", empty(mod.weight, n), mod.weight)
+        mod.num_parameters = n
+    elif isinstance(mod, nn.Linear):
+        o, i = int(spec["out_features"]), int(spec["in_features"])
+        _set(mod, "weight", empty(mod.weight, o, i), mod.weight)
+        mod.out_features, mod.in_features = o, i
+        if spec.get("bias"):
+            _set(mod, "bias", empty(mod.weight, o), mod.bias)
+    elif isinstance(mod, _CONVS):
+        o, i = int(spec["out_channels"]), int(spec["in_channels"])
+        _set(mod, "weight", empty(mod.weight, o, i // mod.groups, *mod.kernel_size), mod.weight)
+        mod.out_channels, mod.in_channels = o, i
+        if spec.get("bias"):
+            _set(mod, "bias", empty(mod.weight, o), mod.bias)
+    else:
+        raise ValueError(f"cannot resize a {type(mod).__name__}; prune_dead only resizes Linear/Conv/BatchNorm/PReLU")
