@@ -161,3 +161,17 @@ def test_cli_prints_savings_and_writes_the_pruned_model(tmp_path):
     (tmp_path / "file.npz").write_text("not a directory")
     bad = runner.invoke(app, ["diagnose", str(path), "--prune-out", str(tmp_path / "file.npz" / "x.npz")])
     assert bad.exit_code == 2 and "Traceback" not in bad.output and bad.stderr.strip().count("\n") == 0
+
+
+def test_prelu_slopes_are_pruned_and_their_sign_used():
+    X, _ = spiral(n_per_class=40, n_classes=3, seed=10)
+    net = MLP([2, 12, 3], activation="prelu", seed=11)
+    net.params["a1"][:] = np.linspace(-0.3, 0.3, 12)  # negative slopes: a dead unit's output is >= 0 there
+    net.params["b1"][:6] = -3.0
+    stats = scan(net, X, 40)
+    report = prune_dead(net, stats, X=X)
+    (site,) = report.sites
+    assert site.removed == list(range(6))
+    np.testing.assert_array_equal(report.model.params["a1"], net.params["a1"][6:])
+    dropped = prune_dead(net, stats, X=X, fold="none")
+    assert report.max_abs_delta <= fold_bound(net, X, site.removed) < dropped.max_abs_delta

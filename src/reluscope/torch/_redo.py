@@ -572,7 +572,8 @@ def redo(
         Units that never fired are recycled, and for ``tau > 0`` also those whose dormant score is <= ``tau``.
     example
         An input batch (tensor or tuple of positional arguments) to map the model's structure; needed on the first
-        call for a model, cached afterwards (see :func:`redo_plan`).
+        call for a model unless ``scan``/``monitor`` already ran it (they keep two rows of their first input),
+        cached afterwards (see :func:`redo_plan`).
     sites
         Recycle only these sites (default: every site in ``stats``). A named site that cannot be mapped raises;
         with the default, output-layer sites are skipped and unmappable ones raise.
