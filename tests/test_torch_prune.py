@@ -425,7 +425,7 @@ def test_cli_torch_prune_out(user_module, tmp_path, suffix):
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())  # rich wraps long lines
-    assert "pruning would remove" in text and f"pruned model written to {out}" in text
+    assert "pruning would remove" in text and str(out) in "".join(text.split())  # rich may wrap inside the path
     if suffix == ".pt":
         state = torch.load(out, weights_only=True)
     else:

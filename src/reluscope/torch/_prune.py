@@ -22,6 +22,7 @@ size / sequence length make the folded mean approximate (exact again for dead Re
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -43,7 +44,6 @@ from reluscope.torch._redo import (
     recorded_example,
     remember_example,
 )
-from reluscope.torch._scan import _default_call, model_device, to_device
 
 __all__ = ["load_pruned", "prune_dead"]
 
@@ -88,13 +88,38 @@ def _n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters(recurse=False))
 
 
+def _device(model: nn.Module) -> torch.device:
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, np.ndarray):
+        obj = torch.from_numpy(obj)
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to(item, device) for item in obj)
+    return obj
+
+
+def _input(batch: Any) -> Tensor:
+    """The model input of a batch as ``scan`` reads it: the tensor, or the first element of ``(x, y, ...)``."""
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], Tensor):
+        return batch[0]
+    raise TypeError(f"data must yield tensors or (x, y, ...) tuples, got {type(batch).__name__}")
+
+
 def _outputs(model: nn.Module, batches: list[Any], is_example: bool) -> list[Tensor]:
-    dev = model_device(model)
+    dev = _device(model)
     outs = []
     with eval_mode(model):
         for batch in batches:
-            b = to_device(batch, dev)
-            out = model(*b) if is_example else _default_call(model, b)
+            b = _to(batch, dev)
+            out = model(*b) if is_example else model(_input(b))
             outs.append(torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in _tensors(out)]))
     return outs
 
@@ -362,19 +387,13 @@ def prune_dead(
         report.max_abs_delta = float(max(float(d.max()) for d in diffs if d.numel()))
         report.mean_abs_delta = float(sum(float(d.sum()) for d in diffs) / n)
         report.max_abs_output = float(max(float(o.abs().max()) for o in outs_before if o.numel()))
-        report.delta_samples = sum(_rows(_as_args(b)) if is_example else _batch_rows(b) for b in batches)
+        report.delta_samples = sum(_rows(_as_args(b)) if is_example else _rows((_input(b),)) for b in batches)
         report.delta_on = "example" if is_example else "data"
     return report
 
 
 def _tuple(padding: Any) -> tuple[int, ...]:
     return tuple(padding) if isinstance(padding, tuple | list) else (int(padding),)
-
-
-def _batch_rows(batch: Any) -> int:
-    from reluscope.torch._scan import batch_rows
-
-    return batch_rows(batch)
 
 
 def load_pruned(model: nn.Module, path: Any) -> nn.Module:
