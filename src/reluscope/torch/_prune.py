@@ -113,6 +113,18 @@ def _input(batch: Any) -> Tensor:
     raise TypeError(f"data must yield tensors or (x, y, ...) tuples, got {type(batch).__name__}")
 
 
+def _positions_per_sample(stats: ActivationStats, name: str, sp: SitePlan) -> int:
+    """Positions each counted sample's |activation| sum ran over, to turn it into a mean per position: ``H*W`` for a
+    conv site counted per channel; for a Linear over the last dimension, its other non-batch positions, unless the
+    stats counted every position as a sample (stats that record a unit axis do)."""
+    if stats.kind(name) != "dense" or sp.positions <= 1:
+        return 1  # per-position counts: the mean is already per position
+    unit_axis = getattr(stats, "unit_axis", None)  # present in stats that describe their unit axis
+    if sp.last_dim and callable(unit_axis) and unit_axis(name) is not None:
+        return 1
+    return sp.positions
+
+
 def _outputs(model: nn.Module, batches: list[Any], is_example: bool) -> list[Tensor]:
     dev = _device(model)
     outs = []
@@ -288,8 +300,7 @@ def prune_dead(
             assert isinstance(prelu, nn.PReLU)
             slope = prelu.weight.detach().cpu().double().numpy()
         means, ok = unit_means(stats, name, sp.function, candidates, slope)
-        if stats.kind(name) == "dense" and sp.positions > 1:
-            means = means / sp.positions  # per-channel sums ran over every position: the mean per position
+        means = means / _positions_per_sample(stats, name, sp)
         remove = candidates & ok
         if remove.all():
             refused[name] = (
