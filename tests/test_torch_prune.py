@@ -506,6 +506,10 @@ def test_gelu_conv_consumer_with_padding_folds_and_reports_the_border():
     dropped = prune_dead(model, stats, data=[x], fold="none")
     site = next(s for s in folded.sites if s.name == "1")
     assert site.removed == [0, 1, 2, 3] and "zero-pads" in site.note and 0.1 < site.max_fold < 0.17
+    # per-position counts give the same mean per position (float64 sums in another order: 1e-12 relative)
+    per_position = prune_dead(model, scan(model, [x], per_position=True), data=[x])
+    assert per_position.sites[0].max_fold == pytest.approx(site.max_fold, rel=1e-12)
+    assert per_position.max_abs_delta == pytest.approx(folded.max_abs_delta, rel=1e-9)
     assert folded.max_abs_delta is not None and dropped.max_abs_delta is not None
     # on a 4x4 input 12 of 16 positions are border, where the fold adds what padding never gave: folding still
     # helps on average, and the change is measured
