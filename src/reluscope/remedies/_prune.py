@@ -157,7 +157,9 @@ class PruneReport:
         Parameters of the whole model (torch: ``sum(p.numel())``; numpy: every array in ``net.params``).
     macs_before, macs_after : int
         Multiply-adds per sample of the model's Linear/Conv layers (dense layers for the numpy MLP); for torch,
-        measured by tracing the example and divided by its first dimension.
+        counted by tracing the example and divided by its first dimension. Only ``linear``/``conv`` calls the
+        trace sees count: a fused call such as ``F.multi_head_attention_forward`` (nn.MultiheadAttention's
+        projections) is one opaque call and is left out.
     max_abs_delta, mean_abs_delta : float or None
         Max and mean |pruned output - original output| over ``delta_samples`` samples (None if not measured).
     delta_samples : int
