@@ -174,9 +174,9 @@ def vgg11() -> nn.Module:
     return model
 
 
-def bench_prune(name: str, model: nn.Module, x: torch.Tensor, rounds: int, channels_last: bool = False) -> None:
+def bench_prune(name: str, model: nn.Module, x: torch.Tensor, rounds: int) -> None:
     model.eval()
-    stats = scan(model, [x], channels_last=channels_last)
+    stats = scan(model, [x])
     rep = prune_dead(model, stats, data=[x])
     pruned = rep.model
     pruned.eval()
@@ -262,13 +262,13 @@ def bench_prune_models(g: torch.Generator, rounds: int) -> None:
     enc = seeded(lambda: nn.TransformerEncoderLayer(256, 8, dim_feedforward=1024, dropout=0.0))
     kill(enc.linear1.bias)
     x = torch.randn(64, 16, 256, generator=g)  # (L, N, D): batch_first=False, the Python path
-    bench_prune("prune transformer encoder layer d256 ff1024, L64", enc, x, rounds, channels_last=True)
+    bench_prune("prune transformer encoder layer d256 ff1024, L64", enc, x, rounds)
     gelu = seeded(lambda: nn.TransformerEncoderLayer(256, 8, dim_feedforward=1024, dropout=0.0, activation="gelu"))
     with torch.no_grad():  # dead GELU units near x = -2, where GELU is -0.045 and still varies: a real fold
         dead = (torch.arange(1024) % 10) < 4
         gelu.linear1.weight[dead] *= 0.05
         gelu.linear1.bias[dead] = -2.0
-    bench_prune("prune transformer encoder layer, GELU (mean folded)", gelu, x, rounds, channels_last=True)
+    bench_prune("prune transformer encoder layer, GELU (mean folded)", gelu, x, rounds)
     big = [1024, 2048, 2048, 10]
     net = seeded(lambda: mlp(big))
     kill(net[0].bias)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import sys
-import types
 import warnings
 
 import numpy as np
@@ -17,6 +16,7 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
+from conftest import import_torchvision  # noqa: E402
 from reluscope.remedies import PruneReport  # noqa: E402
 from reluscope.torch import load_pruned, monitor, prune_dead, redo, scan  # noqa: E402
 
@@ -36,22 +36,6 @@ TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 def assert_same_function(actual, expected):
     tol = TOL[expected.dtype] * float(expected.abs().max())
     torch.testing.assert_close(actual, expected, rtol=0.0, atol=tol)
-
-
-def import_torchvision():
-    """torchvision's models are pure Python; its C ops (nms, roi_align) are not needed here. PyPI's wheel links
-    CUDA libraries, so beside a CPU torch its op registrations fail at import: skip just that module.
-    (Same as the shared helper in tests/conftest.py, which is not on this branch yet.)"""
-    try:
-        import torchvision
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
-            raise
-        for k in [k for k in sys.modules if k.startswith("torchvision")]:
-            del sys.modules[k]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    return torchvision
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -269,7 +253,7 @@ def test_transformer_encoder_mlp(activation):
         model.linear1.weight[dead] *= 0.02
     kill(model.linear1.bias, dead, value=-1.0)
     x = randn(12, 5, 32, seed=9).double()  # (L, N, D)
-    stats = scan(model, [x], channels_last=True)
+    stats = scan(model, [x])  # units of the (L, N, 128) activations on the last dim (from linear1)
     (site,) = stats.names
     assert set(np.flatnonzero(stats.dead_mask(site))) >= set(dead)
     report = prune_dead(model, stats, data=[x])

@@ -119,8 +119,7 @@ def _positions_per_sample(stats: ActivationStats, name: str, sp: SitePlan) -> in
     stats counted every position as a sample (stats that record a unit axis do)."""
     if stats.kind(name) != "dense" or sp.positions <= 1:
         return 1  # per-position counts: the mean is already per position
-    unit_axis = getattr(stats, "unit_axis", None)  # present in stats that describe their unit axis
-    if sp.last_dim and callable(unit_axis) and unit_axis(name) is not None:
+    if sp.last_dim and stats.unit_axis(name) is not None:  # every (batch, position) row counted as a sample
         return 1
     return sp.positions
 
@@ -222,7 +221,8 @@ def prune_dead(
         An eager ``nn.Module`` (see the module docstring for the structures handled).
     stats
         Its statistics over a dataset, keyed by the adapter's site names: ``reluscope.torch.scan(model, loader)``
-        (``channels_last=True`` for a transformer's ``(N, L, F)`` MLP). For non-ReLU sites the fold uses the
+        (units on the last dimension of a transformer's ``(N, L, F)`` MLP, as scan finds them). For non-ReLU
+        sites the fold uses the
         |activation| sums, so use a scan or a monitor's ``full_stats``, not a monitor's cheap window.
     tau
         0 (default): units that fired on no sample. ``tau > 0``: also τ-dormant ones (Sokar et al. 2023); those
@@ -285,7 +285,11 @@ def prune_dead(
             continue
         sp = plan.sites[name]
         if stats.n_units(name) != sp.units:
-            hint = " (a Linear over the last dimension: scan with channels_last=True)" if sp.last_dim else ""
+            hint = (
+                " (a Linear over the last dimension: were the stats scanned with another unit_axis?)"
+                if sp.last_dim
+                else ""
+            )
             raise ValueError(
                 f"stats site {name!r} has {stats.n_units(name)} units but {sp.producer!r} produces {sp.units}{hint}; "
                 "were the stats computed on another model?"

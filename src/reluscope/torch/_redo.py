@@ -25,7 +25,7 @@ grouped conv) is refused with the reason; a site whose output is the model's out
 never touched. The plan is cached per model, so later calls need no example; nor does a first call after
 ``scan``/``monitor`` ran the model (they keep two rows of the first input they saw, see ``remember_example``).
 A ``Linear`` applied to ``(..., F)`` (a transformer's MLP: ``Linear -> act -> dropout -> Linear``) is mapped with
-its units along the last dimension; its stats must then come from ``scan(..., channels_last=True)``.
+its units along the last dimension (where ``scan`` puts the units of a Linear's output).
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ class SitePlan:
     function : str
         The rectifier (``"relu"``, ``"gelu"``, ...).
     last_dim : bool
-        Units along the last dimension: a ``Linear`` applied to ``(..., F)`` (a transformer MLP); its stats come
-        from ``scan(..., channels_last=True)``.
+        Units along the last dimension: a ``Linear`` applied to ``(..., F)`` (a transformer MLP), as ``scan``
+        counts them.
     positions : int
         Positions per sample of each unit in the mapped example (``H*W`` of a conv site, ``L`` of a ``(N, L, F)``
         Linear): the scan's per-channel |activation| sums run over them.
