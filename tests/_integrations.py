@@ -1,0 +1,64 @@
+"""Helpers for the integration tests (Lightning, Hugging Face, TensorBoard, W&B, Dask): tiny models and readers."""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+
+def import_torchvision() -> Any:
+    """torchvision's models are pure Python; its C ops (nms, roi_align) are not needed here. PyPI's wheel links
+    CUDA libraries, so beside a CPU torch its op registrations fail at import: skip just that module.
+
+    Lightning (through torchmetrics) and transformers import torchvision when it is installed, so the integration
+    tests call this first. (The same function as the shared helper HELPERS.md describes for tests/conftest.py.)
+    """
+    try:
+        import torchvision
+    except RuntimeError as e:
+        if "torchvision::" not in str(e):
+            raise
+        for k in [k for k in sys.modules if k.startswith("torchvision")]:
+            del sys.modules[k]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision
+    return torchvision
+
+
+def read_wandb_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The ``history`` records of an offline W&B run (``wandb/offline-run-*/run-*.wandb``), decoded.
+
+    The file is a LevelDB-style log (7-byte file header ``:W&B`` + magic + version; 32 KiB blocks of records with
+    a 7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST) of ``wandb_internal_pb2.Record`` protobufs.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:8]
+    block, pos, pending, rows = 32768, 7, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pos += 7
+        if length == 0 and kind == 0:
+            pos += left - 7
+            continue
+        pending += data[pos : pos + length]
+        pos += length
+        if kind in (1, 4):  # FULL or LAST
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append(
+                    {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item}
+                )
+    return rows
