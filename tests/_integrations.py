@@ -58,7 +58,18 @@ def read_wandb_history(run_dir: Path) -> list[dict[str, Any]]:
             record.ParseFromString(pending)
             pending = b""
             if record.WhichOneof("record_type") == "history":
-                rows.append(
-                    {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item}
-                )
+                rows.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item})
     return rows
+
+
+def read_tensorboard(log_dir: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[str, list[Any]]]:
+    """Scalars ``{tag: [(step, value)]}`` and histograms ``{tag: [HistogramEvent]}`` of a TensorBoard log
+    directory, read back with tensorboard's own ``EventAccumulator``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in tags["scalars"]}
+    hists = {tag: list(acc.Histograms(tag)) for tag in tags["histograms"]}
+    return scalars, hists

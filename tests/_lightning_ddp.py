@@ -15,12 +15,12 @@ import_torchvision()
 
 import lightning.pytorch as L  # noqa: E402
 import numpy as np  # noqa: E402
-from test_integ_lightning import Memory, Tiny, data  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from reluscope.integrations.lightning import DeadUnitCallback  # noqa: E402
 from reluscope.integrations.loggers import dead_unit_metrics  # noqa: E402
 from reluscope.torch import scan  # noqa: E402
+from test_integ_lightning import Memory, Tiny, data  # noqa: E402
 
 
 class Report(L.Callback):  # type: ignore[misc]

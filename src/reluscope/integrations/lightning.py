@@ -1,4 +1,6 @@
-"""Dead units in a Lightning fit: ``Trainer(callbacks=[DeadUnitCallback()])``. Needs ``pip install 'reluscope[lightning]'``.
+"""Dead units in a Lightning fit: ``Trainer(callbacks=[DeadUnitCallback()])``.
+
+Needs ``pip install 'reluscope[lightning]'``.
 
 >>> from lightning.pytorch import Trainer
 >>> from reluscope.integrations.lightning import DeadUnitCallback
@@ -21,9 +23,7 @@ try:
     from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 except ImportError as _exc:  # pragma: no cover - exercised by a test that hides lightning
-    raise ImportError(
-        "reluscope.integrations.lightning needs Lightning: pip install 'reluscope[lightning]'"
-    ) from _exc
+    raise ImportError("reluscope.integrations.lightning needs Lightning: pip install 'reluscope[lightning]'") from _exc
 
 import torch
 
@@ -41,7 +41,7 @@ from reluscope.torch import Monitor, monitor, redo
 __all__ = ["DeadUnitCallback"]
 
 
-class DeadUnitCallback(Callback):  # type: ignore[misc]
+class DeadUnitCallback(Callback):
     """Log dead and τ-dormant units per site during ``Trainer.fit``; optionally recycle them (ReDo).
 
     Parameters
@@ -209,9 +209,7 @@ class DeadUnitCallback(Callback):  # type: ignore[misc]
         if not merged:  # a collective: every rank reaches this line at the same global step
             stats = merge_ranks(stats)
             full = None if full is None else merge_ranks(full)
-        metrics = dead_unit_metrics(stats, tau=self.tau, full_stats=full)
-        if full is None:
-            metrics = {k: v for k, v in metrics.items() if not k.startswith("dormant_fraction/")}
+        metrics = dead_unit_metrics(stats, tau=self.tau, full_stats=full, dormant=full is not None)
         self._window.last_logged_step = step
         self._window.last_metrics = metrics
         self.history.append((step, metrics))
@@ -259,4 +257,3 @@ def _first_input(batch: Any) -> Any:
     if isinstance(batch, list | tuple) and batch:
         batch = batch[0]
     return batch.detach() if isinstance(batch, torch.Tensor) else batch
-

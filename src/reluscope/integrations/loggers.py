@@ -46,8 +46,15 @@ def _check_tau(tau: Any) -> float:
     return float(tau)
 
 
+def _check_int(value: Any, name: str, low: int, hint: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        kind = "a positive integer" if low == 1 else "a non-negative integer"
+        raise ValueError(f"{name} must be {kind} ({hint}), got {value!r}")
+    return int(value)
+
+
 def dead_unit_metrics(
-    stats: ActivationStats, *, tau: float = 0.1, full_stats: ActivationStats | None = None
+    stats: ActivationStats, *, tau: float = 0.1, full_stats: ActivationStats | None = None, dormant: bool = True
 ) -> dict[str, float]:
     """The scalars :func:`log_dead_units` writes: ``{"dead_fraction/<site>": f, "dormant_fraction/<site>": f, ...}``.
 
@@ -61,6 +68,8 @@ def dead_unit_metrics(
     full_stats
         Where the dormant scores come from (they need |activation| sums of fully counted passes: a monitor's
         ``full_stats``); default ``stats``. Sites with no sample in it get no ``dormant_fraction`` key.
+    dormant
+        False: no ``dormant_fraction`` keys (e.g. a monitor without fully counted passes).
 
     Returns
     -------
@@ -71,7 +80,7 @@ def dead_unit_metrics(
     tau = _check_tau(tau)
     full = stats if full_stats is None else _check_stats(full_stats, "full_stats")
     out: dict[str, float] = {}
-    dead = units = dormant = dormant_units = 0
+    dead = units = n_dormant = dormant_units = 0
     for name in stats.names:
         if stats.n_samples(name) == 0:
             continue
@@ -79,15 +88,15 @@ def dead_unit_metrics(
         out[f"dead_fraction/{name}"] = float(mask.mean())
         dead += int(mask.sum())
         units += mask.size
-        if name in full.names and full.n_samples(name) > 0:
+        if dormant and name in full.names and full.n_samples(name) > 0:
             dmask = full.dormant_mask(name, tau)
             out[f"dormant_fraction/{name}"] = float(dmask.mean())
-            dormant += int(dmask.sum())
+            n_dormant += int(dmask.sum())
             dormant_units += dmask.size
     if units:
         out[f"dead_fraction/{OVERALL}"] = dead / units
     if dormant_units:
-        out[f"dormant_fraction/{OVERALL}"] = dormant / dormant_units
+        out[f"dormant_fraction/{OVERALL}"] = n_dormant / dormant_units
     return out
 
 
@@ -98,8 +107,7 @@ def fire_rate_histograms(
     samples, ``bins`` equal bins on [0, 1] (``numpy.histogram``; the last bin includes 1). Sites with no sample are
     left out. Needs exact fire counts: a ``scan`` or a monitor's ``full_stats``."""
     stats = _check_stats(stats, "stats")
-    if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins!r}")
+    bins = _check_int(bins, "bins", 1, "e.g. bins=20")
     out = {}
     for name in stats.names:
         if stats.n_samples(name) == 0:
@@ -116,6 +124,7 @@ def log_dead_units(
     *,
     tau: float = 0.1,
     full_stats: ActivationStats | None = None,
+    dormant: bool = True,
     histograms: bool = True,
     bins: int = 20,
 ) -> dict[str, float]:
@@ -126,7 +135,7 @@ def log_dead_units(
     writer_or_run
         A TensorBoard ``SummaryWriter`` (``torch.utils.tensorboard`` or ``tensorboardX``: anything with
         ``add_scalar`` and ``add_histogram_raw``) or a W&B run (``wandb.init(...)``: anything with ``log``).
-    stats, tau, full_stats
+    stats, tau, full_stats, dormant
         As :func:`dead_unit_metrics`; the histograms use ``full_stats`` (default ``stats``).
     step
         The global step (int >= 0); W&B needs it to be non-decreasing across calls.
@@ -145,9 +154,8 @@ def log_dead_units(
     ImportError
         A W&B histogram is asked for and ``wandb`` is missing (``pip install 'reluscope[wandb]'``).
     """
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"step must be a non-negative integer (the global step), got {step!r}")
-    metrics = dead_unit_metrics(stats, tau=tau, full_stats=full_stats)
+    step = _check_int(step, "step", 0, "the global step")
+    metrics = dead_unit_metrics(stats, tau=tau, full_stats=full_stats, dormant=dormant)
     hists = fire_rate_histograms(stats if full_stats is None else full_stats, bins=bins) if histograms else {}
     if hasattr(writer_or_run, "add_scalar") and hasattr(writer_or_run, "add_histogram_raw"):
         for key, value in metrics.items():
@@ -190,7 +198,5 @@ def _import_wandb() -> Any:
     try:
         import wandb
     except ImportError as exc:
-        raise ImportError(
-            "logging histograms to a W&B run needs wandb: pip install 'reluscope[wandb]'"
-        ) from exc
+        raise ImportError("logging histograms to a W&B run needs wandb: pip install 'reluscope[wandb]'") from exc
     return wandb
