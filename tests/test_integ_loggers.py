@@ -79,6 +79,7 @@ def test_wandb_offline_history_reads_back(tmp_path: Path, monkeypatch: pytest.Mo
         logged = [log_dead_units(run, make_stats(seed), step, bins=10) for step, seed in ((0, 0), (3, 1))]
     finally:
         run.finish()
+        wandb.teardown()  # finish() can return before the wandb-core service has flushed the run file
     rows = read_wandb_history(tmp_path)
     assert [r["_step"] for r in rows] == [0, 3]
     for row, metrics in zip(rows, logged, strict=True):
