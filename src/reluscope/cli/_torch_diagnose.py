@@ -139,21 +139,11 @@ def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
 
 
 def _load_weights(model: nn.Module, weights: Path) -> None:
-    import pickle
-
-    import torch
+    from reluscope.torch import read_state_dict
 
     if not weights.is_file():
         raise FileNotFoundError(2, "weights file not found", str(weights))
-    try:
-        obj = torch.load(weights, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"{weights} is not a state_dict loadable with torch.load(weights_only=True) ({first}); save the "
-            "weights with torch.save(model.state_dict(), path), or pass a TorchScript file to --torch-model"
-        ) from None
-    state = _state_dict(obj, weights)
+    state = read_state_dict(weights, model=model)  # .safetensors, Lightning .ckpt, torch.save; never unpickles
     own = model.state_dict()
     if not (set(state) & set(own)) and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}  # saved from a DDP/DataParallel wrapper

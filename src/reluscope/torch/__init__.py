@@ -48,6 +48,7 @@ from reluscope.torch._scan import Progress, scan, scan_with_sites
 from reluscope.torch._script import uninstrumented_sites
 from reluscope.torch._shrink import ShrinkPerturb, shrink_perturb
 from reluscope.torch._swap import SwapReport, swap_relu_to_leaky
+from reluscope.torch._weights import read_state_dict
 
 __all__ = [
     "AXIS_SOURCES",
@@ -72,6 +73,7 @@ __all__ = [
     "load_pruned",
     "monitor",
     "prune_dead",
+    "read_state_dict",
     "redo",
     "redo_plan",
     "register_rectifier",
