@@ -84,7 +84,7 @@ def test_errors_teach(tmp_path: Path) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"weights_only=True"):
         read_state_dict(tmp_path / "junk.pt")
-    with pytest.raises(TypeError, match="nn.Module"):
+    with pytest.raises(TypeError, match=r"nn\.Module"):
         read_state_dict(tmp_path / "noweights.ckpt", model="net")  # type: ignore[arg-type]
 
 

@@ -66,7 +66,7 @@ def _strip_prefix(state: dict[str, Tensor], own: set[str]) -> dict[str, Tensor]:
     stripped keys are exactly the model's; ``state`` unchanged when its keys already match or none fits."""
     if set(state) == own or not own:
         return state
-    prefixes = set()
+    prefixes: set[str] = set()
     for key in state:
         parts = key.split(".")
         prefixes.update(".".join(parts[:i]) + "." for i in range(1, len(parts)))
