@@ -220,20 +220,68 @@ def load_json(path: str | os.PathLike[str]) -> Any:
 
 
 def save_model(path: str | os.PathLike[str], net: MLP, *, standardizer: Standardizer | None = None) -> None:
-    """Save ``net`` (config + params) to an ``.npz`` file, atomically.
+    """Save ``net`` (config + params) to an ``.npz`` file, or a ``.safetensors`` file when ``path`` ends so
+    (the config goes in its metadata; needs ``pip install 'reluscope[safetensors]'``), atomically.
 
     A ``standardizer`` the network was trained behind is stored with it, so ``diagnose`` can apply it.
     """
     arrays: dict[str, Any] = dict(net.params)
-    arrays[_CONFIG_KEY] = np.array(json.dumps(net.config()))
     if standardizer is not None:
         arrays[_MEAN_KEY], arrays[_STD_KEY] = standardizer.mean, standardizer.std
+    if _is_safetensors(path):
+        _save_safetensors(path, arrays, json.dumps(net.config()))
+        return
+    arrays[_CONFIG_KEY] = np.array(json.dumps(net.config()))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
 
+def _is_safetensors(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() == ".safetensors"
+
+
+def _import_safetensors_numpy() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError as exc:
+        raise ImportError(
+            "reading/writing .safetensors needs safetensors: pip install 'reluscope[safetensors]'"
+        ) from exc
+    return safetensors.numpy
+
+
+def _save_safetensors(path: str | os.PathLike[str], arrays: dict[str, Any], config: str) -> None:
+    st = _import_safetensors_numpy()
+    payload = st.save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={_CONFIG_KEY: config})
+    with atomic_write(path) as f:
+        f.write(payload)
+
+
+def _read_safetensors(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The arrays of a ``.safetensors`` model file, with its metadata config under ``_CONFIG_KEY`` (no pickle)."""
+    st = _import_safetensors_numpy()
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(2, "model file not found", str(path))
+    try:
+        arrays: dict[str, Any] = dict(st.load_file(str(path)))
+        with safe_open(str(path), framework="np") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a readable .safetensors file ({exc}); save models with reluscope.io.save_model"
+        ) from None
+    if _CONFIG_KEY in metadata:
+        arrays[_CONFIG_KEY] = np.array(metadata[_CONFIG_KEY])
+    return arrays
+
+
 def _load_arrays(path: str | os.PathLike[str]) -> dict[str, Any]:
-    arrays = read_npz(path, what="model file", fix="`reluscope train --out DIR` or reluscope.io.save_model")
+    if _is_safetensors(path):
+        arrays = _read_safetensors(path)
+    else:
+        arrays = read_npz(path, what="model file", fix="`reluscope train --out DIR` or reluscope.io.save_model")
     if _CONFIG_KEY not in arrays:
         raise ValueError(
             f"{path} has no reluscope config (keys: {sorted(arrays)}); save models with reluscope.io.save_model"
@@ -242,7 +290,8 @@ def _load_arrays(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike[str]) -> MLP:
-    """Load an :class:`MLP` saved by :func:`save_model` (never unpickles: ``allow_pickle=False``)."""
+    """Load an :class:`MLP` saved by :func:`save_model`, ``.npz`` or ``.safetensors`` (never unpickles:
+    ``allow_pickle=False``; safetensors holds raw tensors and a JSON header)."""
     arrays = _load_arrays(path)
     try:
         config = json.loads(str(arrays.pop(_CONFIG_KEY)))
