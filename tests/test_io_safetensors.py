@@ -9,13 +9,13 @@ import pytest
 
 pytest.importorskip("safetensors")
 
-from safetensors.numpy import load_file, save_file  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+from safetensors.numpy import load_file, save_file
+from typer.testing import CliRunner
 
-from reluscope.cli import app  # noqa: E402
-from reluscope.data import Standardizer  # noqa: E402
-from reluscope.io import load_model, load_standardizer, save_model  # noqa: E402
-from reluscope.nn import MLP  # noqa: E402
+from reluscope.cli import app
+from reluscope.data import Standardizer
+from reluscope.io import load_model, load_standardizer, save_model
+from reluscope.nn import MLP
 
 
 def test_round_trip_with_standardizer(tmp_path) -> None:
