@@ -108,6 +108,20 @@ def sweep(
     track_every: TrackEveryOpt = 20,
     dtype: DTypeOpt = DType.float64,
     jobs: JobsOpt = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Where cells run: 'local' (joblib processes, --jobs) or 'dask' (the workers of the dask.distributed "
+            "scheduler at --scheduler; pip install 'reluscope[dask]'). Ray is not supported.",
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address for --backend dask, e.g. tcp://10.0.0.5:8786 (`dask scheduler` prints it). "
+            "Workers need reluscope installed; results are written here, no shared filesystem needed.",
+        ),
+    ] = None,
     out: OutOpt = Path("runs/sweep"),
     plots: PlotsOpt = True,
     quiet: QuietOpt = False,
@@ -127,12 +141,12 @@ def sweep(
     leaky ReLU unit always gets slope x the gradient, so it is never stuck, by construction: both are reported.
 
     On a terminal a progress bar shows the cells done; otherwise (a log, CI, a pipe) one line per finished cell.
-    Cells run in parallel with joblib. To run them on a cluster, call reluscope.experiments.run_sweep(config,
-    out, jobs=-1) inside `with joblib.parallel_backend("dask"):` (or "ray").
+    Cells run in parallel with joblib, or on a Dask cluster with --backend dask --scheduler ADDRESS (resume works
+    the same way: finished cells are skipped).
     """
     config = _sweep_config(dict(locals()))
     out_console = console(quiet=quiet or as_json)
-    result = _run(config, out, jobs, out_console)
+    result = _run(config, out, jobs, out_console, backend, scheduler)
     written: list[Path] = []
     if plots:
         from reluscope.report import save_plots, sweep_plots
@@ -151,14 +165,29 @@ def sweep(
     out_console.print(f"make one page of it: reluscope report {out}")
 
 
-def _run(config: SweepConfig, out: Path, jobs: int | None, out_console: Console) -> SweepResult:
+def _run(
+    config: SweepConfig,
+    out: Path,
+    jobs: int | None,
+    out_console: Console,
+    backend: str = "local",
+    scheduler: str | None = None,
+) -> SweepResult:
     """:func:`reluscope.experiments.run_sweep` with progress; Ctrl-C keeps the finished cells and exits 130."""
     from reluscope.cli._progress import CellProgress
     from reluscope.experiments import run_sweep, sweep_command
 
     with CellProgress(out_console, config.n_cells, f"sweep ({config.n_cells} cells)") as progress:
         try:
-            return run_sweep(config, out, jobs=jobs, progress=progress.advance, command=sweep_command(config, out))
+            return run_sweep(
+                config,
+                out,
+                jobs=jobs,
+                progress=progress.advance,
+                command=sweep_command(config, out),
+                backend=backend,
+                scheduler=scheduler,
+            )
         except KeyboardInterrupt:
             progress.stop()
             done = len(list((out / "cells").glob("*.json")))

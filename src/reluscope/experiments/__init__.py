@@ -28,9 +28,10 @@ its units *always* receive gradient. The sweep therefore records two fractions p
 of its full configuration, including a digest of the data, and its result is written atomically to
 ``OUT/cells/<key>.json`` as soon as it finishes. Rerunning the same sweep skips the cells that have a valid result.
 
-**Parallel backends.** Cells run in parallel with joblib (``jobs`` processes, loky backend by default). To use a
-cluster, call :func:`run_sweep` inside ``with joblib.parallel_backend("dask"):`` (with a ``distributed.Client``)
-or ``"ray"`` (after ``ray.util.joblib.register_ray()``) and pass ``jobs=-1``.
+**Parallel backends.** Cells run in parallel with joblib (``jobs`` processes on this machine) or, with
+``backend="dask", scheduler="tcp://HOST:8786"`` (``reluscope sweep --backend dask --scheduler ADDRESS``), on the
+workers of a ``dask.distributed`` cluster (``pip install 'reluscope[dask]'``): the data goes to every worker once,
+results come back and are written here, so the workers need no shared filesystem. Ray is not supported.
 """
 
 from reluscope.experiments._born_dead import (

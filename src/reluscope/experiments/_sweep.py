@@ -6,11 +6,12 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reluscope._cluster import check_backend, map_on_dask
 from reluscope.experiments._cells import cell_path, resolve_jobs, run_cells
 from reluscope.experiments._grid import SWEEP_FILE, SweepConfig, load_sweep_data
 from reluscope.experiments._tables import summarize_sweep, sweep_table, write_tables
@@ -49,6 +50,13 @@ def _run_and_write(cell: dict[str, Any], *, data: PreparedData, out: Path) -> di
     result = _run_cell(cell, data)
     result.write(cell_path(out, cell["key"]))
     return result.to_dict()
+
+
+def _run_on_dask(todo: list[dict[str, Any]], data: PreparedData, out: Path, scheduler: str) -> Iterator[dict[str, Any]]:
+    """Cells on the workers of the Dask scheduler at ``scheduler``; each record is written here as it arrives."""
+    for result in map_on_dask(_run_cell, todo, scheduler=scheduler, shared={"data": data}):
+        result.write(cell_path(out, result.key))
+        yield result.to_dict()
 
 
 def _load_finished(path: Path, cell: dict[str, Any]) -> dict[str, Any] | None:
@@ -95,6 +103,8 @@ def run_sweep(
     jobs: int | None = None,
     progress: CellProgress | None = None,
     command: str | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
 ) -> SweepResult:
     """Run every cell of ``config`` not already finished in ``out`` and write the tables.
 
@@ -112,10 +122,17 @@ def run_sweep(
         ``progress(cell_result, n_done, n_total)`` after every cell (cells found on disk count as done up front).
     command
         The command line that produced the sweep, stored in ``sweep.json`` for the report.
+    backend, scheduler
+        ``"local"`` (default: joblib processes here, ``jobs``) or ``"dask"`` with the address of a
+        ``dask.distributed`` scheduler (``"tcp://10.0.0.5:8786"``): cells run on its workers (which need reluscope
+        installed; ``pip install 'reluscope[dask]'``), the data goes to each worker once, and the results are
+        written here as they arrive, so no shared filesystem is needed; ``jobs`` is then ignored. Ray is not
+        supported.
 
     Interrupting (Ctrl-C) loses at most the cells in flight: rerun with the same arguments to finish the others.
     """
     n_jobs = resolve_jobs(jobs)
+    backend, scheduler = check_backend(backend, scheduler)
     out = Path(out)
     data = load_sweep_data(config)
     cells = config.cells(data.digest)
@@ -147,7 +164,11 @@ def run_sweep(
     )
     ran: list[str] = []
     total = len(cells)
-    for result in run_cells(todo, functools.partial(_run_and_write, data=data, out=out), n_jobs):
+    if scheduler is not None:
+        finished = _run_on_dask(todo, data, out, scheduler)
+    else:
+        finished = run_cells(todo, functools.partial(_run_and_write, data=data, out=out), n_jobs)
+    for result in finished:
         results[result["key"]] = result
         ran.append(result["key"])
         if progress is not None:
