@@ -74,3 +74,12 @@ def test_wandb_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_weights_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ns = run_page("weights.md", tmp_path, monkeypatch, "safetensors")
     assert ns["load_model"]("mlp.safetensors").config()["sizes"] == [2, 8, 3]  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_dask_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__doc_example__"}
+    exec(compile(example("dask.md"), str(DOCS / "dask.md"), "exec"), namespace)
+    assert len(namespace["result"].ran) == 8 and namespace["again"].ran == []  # type: ignore[attr-defined]
