@@ -223,3 +223,20 @@ def test_ddp_two_gloo_ranks_log_once_with_merged_counts(tmp_path: Path) -> None:
     assert rank0["window_samples"] == rank1["window_samples"] == 96  # 48 per rank, merged on both
     for metrics in rank0["rows"]:
         assert metrics == expected
+
+
+@quiet
+def test_state_travels_in_a_lightning_checkpoint(tmp_path: Path) -> None:
+    ds = data()
+    cb = DeadUnitCallback(full_every=None)
+    first = trainer(Memory(), max_epochs=1, callbacks=[cb])
+    first.fit(Tiny(lr=0.05), DataLoader(ds, batch_size=32))
+    first.save_checkpoint(tmp_path / "one.ckpt")
+    from reluscope.torch import read_state_dict
+
+    assert set(read_state_dict(tmp_path / "one.ckpt", model=Tiny(lr=0.0).net)) == set(Tiny(lr=0.0).net.state_dict())
+    resumed = DeadUnitCallback(full_every=None)
+    trainer(Memory(), max_epochs=2, callbacks=[resumed]).fit(
+        Tiny(lr=0.05), DataLoader(ds, batch_size=32), ckpt_path=tmp_path / "one.ckpt"
+    )
+    assert resumed.state_dict()["epochs_closed"] == 2  # one restored from the checkpoint, one run now
