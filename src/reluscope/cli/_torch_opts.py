@@ -24,7 +24,8 @@ WeightsOpt = Annotated[
     Path | None,
     typer.Option(
         "--weights",
-        help="state_dict for --torch-model (torch.save(model.state_dict(), path)); loaded with weights_only=True.",
+        help="Weights for --torch-model: a torch.save state_dict, a .safetensors file or a Lightning .ckpt "
+        "(prefixes such as 'net.' stripped); never unpickled (torch.load weights_only=True).",
         show_default=False,
     ),
 ]
