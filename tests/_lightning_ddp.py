@@ -1,5 +1,6 @@
-"""Run by test_integ_lightning: a 2-rank gloo DDP fit (ddp_spawn, CPU) with DeadUnitCallback. Each rank writes
-what it logged to OUT.rank<r>.json; the launching process adds a single-process scan of all the data to OUT."""
+"""Run by test_integ_lightning: a 2-rank gloo DDP fit (strategy "ddp", CPU) with DeadUnitCallback. Lightning runs
+this script again as rank 1. Each rank writes what it logged to OUT.rank<r>.json; rank 0 then adds a
+single-process scan of all the data to OUT."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Report(L.Callback):  # type: ignore[misc]
         window = self.dead.last_window
         payload = {"rows": rows, "window_samples": None if window is None else window.n_samples("net.1")}
         Path(f"{self.out}.rank{trainer.global_rank}.json").write_text(json.dumps(payload))
+        trainer.strategy.barrier()  # both files are written before rank 0 goes on and exits
 
 
 def main(out: str) -> None:
@@ -46,7 +48,7 @@ def main(out: str) -> None:
         max_epochs=2,
         accelerator="cpu",
         devices=2,
-        strategy="ddp_spawn",
+        strategy="ddp",
         logger=mem,
         callbacks=[dead, Report(out, dead, mem)],
         enable_checkpointing=False,
@@ -56,6 +58,8 @@ def main(out: str) -> None:
         precision="64-true",
     )
     trainer.fit(model, DataLoader(ds, batch_size=16, shuffle=False))
+    if trainer.global_rank != 0:
+        return
     stats = scan(model, DataLoader(ds, batch_size=16))
     for name in stats.names:  # fire decisions and dormant flags far from their thresholds: batch-independent
         assert np.all(np.abs(stats.max_preactivation(name)) > 1e-6)
