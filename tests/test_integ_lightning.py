@@ -240,3 +240,39 @@ def test_state_travels_in_a_lightning_checkpoint(tmp_path: Path) -> None:
         Tiny(lr=0.05), DataLoader(ds, batch_size=32), ckpt_path=tmp_path / "one.ckpt"
     )
     assert resumed.state_dict()["epochs_closed"] == 2  # one restored from the checkpoint, one run now
+
+
+@quiet
+def test_tensorboard_and_wandb_loggers_get_scalars_and_histograms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("tensorboard")
+    wandb = pytest.importorskip("wandb")
+    from _integrations import read_tensorboard, read_wandb_history
+    from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(key, value)
+    tb = TensorBoardLogger(str(tmp_path / "tb"), name="", version="")
+    wb = WandbLogger(project="reluscope-test", save_dir=str(tmp_path), offline=True)
+    cb = DeadUnitCallback(full_every=1, log_every_n_steps=1000)
+    try:
+        trainer([tb, wb], callbacks=[cb]).fit(Tiny(lr=0.05), DataLoader(data(), batch_size=32))
+    finally:
+        wandb.finish()
+        wandb.teardown()
+    logged = dict(cb.history)
+    scalars, hists = read_tensorboard(tmp_path / "tb")
+    assert [s for s, _ in scalars["dead_fraction/net.1"]] == [3, 6]
+    assert [v for _, v in scalars["dead_fraction/net.1"]] == pytest.approx(
+        [logged[3]["dead_fraction/net.1"], logged[6]["dead_fraction/net.1"]],
+        rel=1e-7,  # TensorBoard keeps float32
+    )
+    assert [e.step for e in hists["fire_rate/net.3"]] == [3, 6]
+    rows = [r for r in read_wandb_history(tmp_path) if "dead_fraction/net.1" in r]
+    assert [r["trainer/global_step"] for r in rows] == [3, 6]
+    assert [r["dead_fraction/overall"] for r in rows] == [
+        logged[3]["dead_fraction/overall"],
+        logged[6]["dead_fraction/overall"],
+    ]
+    assert rows[0]["fire_rate/net.1/_type"] == "histogram" and sum(rows[0]["fire_rate/net.1/values"]) == 16
