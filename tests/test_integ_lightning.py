@@ -248,8 +248,9 @@ def test_tensorboard_and_wandb_loggers_get_scalars_and_histograms(
 ) -> None:
     pytest.importorskip("tensorboard")
     wandb = pytest.importorskip("wandb")
-    from _integrations import read_tensorboard, read_wandb_history
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+    from _integrations import read_tensorboard, read_wandb_history
 
     for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(key, value)
