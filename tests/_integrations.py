@@ -4,29 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
-import types
 from pathlib import Path
 from typing import Any
-
-
-def import_torchvision() -> Any:
-    """torchvision's models are pure Python; its C ops (nms, roi_align) are not needed here. PyPI's wheel links
-    CUDA libraries, so beside a CPU torch its op registrations fail at import: skip just that module.
-
-    Lightning (through torchmetrics) and transformers import torchvision when it is installed, so the integration
-    tests call this first. (The same function as the shared helper HELPERS.md describes for tests/conftest.py.)
-    """
-    try:
-        import torchvision
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
-            raise
-        for k in [k for k in sys.modules if k.startswith("torchvision")]:
-            del sys.modules[k]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    return torchvision
 
 
 def read_wandb_history(run_dir: Path) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from _integrations import import_torchvision
+from conftest import import_torchvision
 
 import_torchvision()
 

@@ -22,7 +22,7 @@ def example(page: str) -> str:
 
 def run_page(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *needs: str) -> dict[str, object]:
     pytest.importorskip("torch")
-    from _integrations import import_torchvision
+    from conftest import import_torchvision
 
     import_torchvision()
     for module in needs:

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _integrations import import_torchvision  # noqa: E402
+from conftest import import_torchvision  # noqa: E402
 
 import_torchvision()  # transformers' model code imports torchvision when it is installed
 pytest.importorskip("transformers")

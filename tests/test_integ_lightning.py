@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _integrations import import_torchvision  # noqa: E402
+from conftest import import_torchvision  # noqa: E402
 
 import_torchvision()  # Lightning imports torchmetrics, which imports torchvision
 pytest.importorskip("lightning")

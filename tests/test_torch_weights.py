@@ -108,7 +108,7 @@ def test_cli_reads_safetensors_and_ckpt_like_torch_save(user_module: Path, tmp_p
 
 
 def test_real_lightning_checkpoint(tmp_path: Path) -> None:
-    from _integrations import import_torchvision
+    from conftest import import_torchvision
 
     import_torchvision()
     L = pytest.importorskip("lightning.pytorch")

@@ -46,7 +46,6 @@ __all__ = [
 from reluscope.cli._torch_opts import InputShapeOpt, TorchModelOpt, UnitAxisOpt, WeightsOpt
 
 _IMPORT_STRING = re.compile(r"^(?P<module>[^:]+):(?P<attr>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$")
-_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
 
 def is_import_string(value: str) -> bool:
@@ -120,22 +119,6 @@ def _import_attr(spec: str, option: str) -> Any:
         except AttributeError:
             raise ValueError(f"{option}: {module_name} has no attribute {attr!r}") from None
     return obj
-
-
-def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
-    import torch
-
-    if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in _STATE_DICT_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                return inner
-    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return obj
-    raise ValueError(
-        f"{path} holds a {type(obj).__name__}, not a state_dict (a dict of tensors, possibly under "
-        f"{'/'.join(_STATE_DICT_KEYS)}); save it with torch.save(model.state_dict(), path)"
-    )
 
 
 def _load_weights(model: nn.Module, weights: Path) -> None:
