@@ -117,7 +117,7 @@ def run_sweep(
         ``results.csv`` and ``results.json`` (tidy rows and the summary over seeds).
     jobs
         Worker processes (joblib); ``None`` = the number of cores, 1 = run in this process, -1 = all the workers
-        of the active joblib backend (e.g. inside ``joblib.parallel_backend("dask")``).
+        of the active joblib backend (for a Dask cluster use ``backend="dask"`` instead).
     progress
         ``progress(cell_result, n_done, n_total)`` after every cell (cells found on disk count as done up front).
     command
