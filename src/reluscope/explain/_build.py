@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from reluscope._npz import read_npz
 from reluscope._validate import as_rng, check_finite_array, check_labels, check_positive
-from reluscope.nn import MLP, SGD, Activation, get_activation
+from reluscope.nn import MLP, REGISTRY, SGD, Activation, get_activation
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
 from reluscope.nn.gradcheck import check_gradients
@@ -44,7 +44,8 @@ __all__ = [
 BoolArray = NDArray[np.bool_]
 
 #: Activations ``explain`` can narrate (PReLU's learned slope would add a parameter; it is not covered).
-SUPPORTED_ACTIVATIONS = ("relu", "leaky", "elu", "sigmoid", "tanh")
+SUPPORTED_ACTIVATIONS = tuple(name for name, spec in REGISTRY.items() if not spec.learnable)
+"""Every registered activation without a learned parameter (the walkthrough shows W1, b1, W2, b2 only)."""
 #: The seed architecture's small defaults: 3 inputs, 4 hidden units, 3 classes, 2 samples.
 DEFAULTS: dict[str, int] = {"inputs": 3, "hidden": 4, "classes": 3, "samples": 2}
 #: Keys a ``--weights`` file must hold.
@@ -443,7 +444,7 @@ def explain(
         D, H, C, N. Default 3, 4, 3, 2, or whatever ``params``/``X`` imply; given together, they must agree.
         Without ``params`` and ``classes``, labels ``y`` imply ``C = max(y) + 1`` (at least 2).
     activation, slope
-        relu (default), leaky (with ``slope``), elu, sigmoid or tanh.
+        relu (default), leaky (with ``slope``), or any other name in :data:`SUPPORTED_ACTIVATIONS`.
     lr
         Learning rate of the SGD step shown at the end.
     reg
@@ -622,7 +623,7 @@ def _gate_notes(
         many = len(dead) > 1
         which = f"units {_units(dead)}" if many else f"unit {dead[0]}"
         j = "j" if many else str(dead[0])
-        if act.name == "relu" or (act.name == "leaky" and act.slope == 0):
+        if act.spec.stuck_off(act):
             l2 = (
                 f" (only the L2 term reg * W1[:, {j}] moves {'their' if many else 'its'} weights, toward 0)"
                 if reg
@@ -644,10 +645,10 @@ def _gate_notes(
                 f"sample {s}: no hidden unit fired, so h[{s}] = 0 and scores[{s}] = b2: the output is constant "
                 "for this sample and nothing before the output layer learns from it"
             )
-    if act.name in ("sigmoid", "tanh"):
+    if act.spec.no_gate is not None:
         notes.append(
             f"{act.name} has no gate: f'(z) > 0 for every z, so every unit passes some gradient on every sample; "
-            "large |z1| saturates it and shrinks the gradient, but never to exactly 0"
+            f"{act.spec.no_gate}"
         )
     return notes
 

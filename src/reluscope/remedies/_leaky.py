@@ -15,12 +15,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reluscope._validate import check_positive
+from reluscope.nn import REGISTRY
 from reluscope.nn.model import MLP
 from reluscope.remedies._common import check_positive_int
 
 __all__ = ["dead_by_gradient", "leaky_swap"]
-
-_SWAPPABLE = ("relu", "leaky")
 
 
 def leaky_swap(net: MLP, slope: float = 0.01) -> MLP:
@@ -48,12 +47,14 @@ def leaky_swap(net: MLP, slope: float = 0.01) -> MLP:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a reluscope.nn.MLP, got {type(net).__name__}; for torch use swap_relu_to_leaky")
     slope = check_positive(slope, "slope")
-    if net.activation.name not in _SWAPPABLE:
+    leaky = net.activation.spec.leaky
+    if leaky is None:
+        swappable = [name for name, spec in REGISTRY.items() if spec.leaky is not None]
         raise ValueError(
             f"leaky_swap converts ReLU networks, got activation {net.activation.name!r}; "
-            f"build MLP(..., activation='leaky') instead, or swap only a {' or '.join(_SWAPPABLE)} network"
+            f"build MLP(..., activation='leaky') instead, or swap only a {' or '.join(swappable)} network"
         )
-    config = {**net.config(), "activation": "leaky", "slope": slope}
+    config = {**net.config(), "activation": leaky, "slope": slope}
     return MLP.from_params(config, net.params)
 
 
