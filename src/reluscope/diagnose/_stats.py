@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from reluscope._validate import check_tau
 
 __all__ = ["ActivationStats"]
 
@@ -475,10 +476,7 @@ class ActivationStats:
 
     def dormant_mask(self, name: str, tau: Any = 0.1) -> NDArray[np.bool_]:
         """(units,) bool: τ-dormant units, score <= tau (tau=0 is "never active": dead for ReLU)."""
-        bad = isinstance(tau, bool) or not isinstance(tau, numbers.Real)
-        if bad or not (math.isfinite(float(tau)) and float(tau) >= 0):
-            raise ValueError(f"tau must be a finite number >= 0, got {tau!r}; Sokar et al. use 0.0 to 0.1")
-        return self.dormant_scores(name) <= float(tau)
+        return self.dormant_scores(name) <= check_tau(tau)
 
     def nearly_dead(self, name: str, threshold: float = 0.01) -> NDArray[np.bool_]:
         """(units,) bool: units that fired, but on fewer than ``threshold`` of the samples."""

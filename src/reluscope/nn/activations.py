@@ -103,6 +103,8 @@ class ActivationSpec:
         no sample gets no gradient from the data (dead = stuck for this activation).
     no_gate : str or None
         For activations with f'(z) > 0 everywhere: how their gradient shrinks (explain's note); None otherwise.
+    nonnegative : bool
+        True when f(z) >= 0 for every z, so |f(z)| == f(z) and the statistics skip the abs pass.
     fires : Callable
         The firing predicate (:func:`fires`; the same for every activation by design).
     """
@@ -124,6 +126,7 @@ class ActivationSpec:
     kinked: Callable[[Activation], bool] = _always
     stuck_off: Callable[[Activation], bool] = _never
     no_gate: str | None = None
+    nonnegative: bool = False
     fires: Callable[[NDArray[Any]], NDArray[np.bool_]] = fires
 
 
@@ -324,6 +327,7 @@ register(
         at_zero=lambda act: 0.0,
         torch_twin="torch.nn.ReLU",
         torch_module=_torch_module("ReLU"),
+        nonnegative=True,
         leaky="leaky",
         stuck_off=_always,
     )
@@ -389,6 +393,7 @@ register(
         at_zero=lambda act: 0.25,
         torch_twin="torch.nn.Sigmoid",
         torch_module=_torch_module("Sigmoid"),
+        nonnegative=True,
         aliases=("logistic",),
         kinked=_never,
         no_gate="large |z1| saturates it and shrinks the gradient, but never to exactly 0",
@@ -452,6 +457,7 @@ register(
         at_zero=lambda act: 0.5,
         torch_twin="torch.nn.Softplus",
         torch_module=_torch_module("Softplus"),
+        nonnegative=True,
         kinked=_never,
         no_gate="very negative z1 shrinks its gradient toward 0 (f'(z) = sigmoid(z)), but never to exactly 0",
     )

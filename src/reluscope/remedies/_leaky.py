@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_positive
+from reluscope._validate import check_positive, check_positive_int
 from reluscope.nn import REGISTRY
 from reluscope.nn.model import MLP
-from reluscope.remedies._common import check_positive_int
 
 __all__ = ["dead_by_gradient", "leaky_swap"]
 

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_finite_array, check_labels, check_positive
+from reluscope._validate import check_finite_array, check_fraction, check_labels, check_positive, check_positive_int
 from reluscope.diagnose import ActivationStats, scan
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer, get_optimizer
-from reluscope.remedies._common import check_fraction, check_positive_int
 from reluscope.train import Callback, DivergenceError, TrainState, fit
 
 __all__ = ["DeathSpikeDetector", "LRRangeResult", "LRTrial", "lr_range_test", "overall_dead_fraction"]

@@ -15,33 +15,20 @@ The output layer's units (columns of ``W{L}``, ``b{L}``) are never recycled.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng
+from reluscope._validate import RNGLike, as_rng, check_positive_int, check_tau
 from reluscope.diagnose import ActivationStats, scan
 from reluscope.nn.init import init_weight
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
-from reluscope.remedies._common import check_positive_int
 from reluscope.train import Callback, TrainState
 
 __all__ = ["ReDoCallback", "ReDoReport", "check_tau", "default_redo_until", "recycle_mask", "redo"]
-
-
-def check_tau(tau: Any) -> float:
-    """``tau`` as a float if it is a finite number >= 0; a ValueError that says so otherwise."""
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(
-            f"tau must be a finite number >= 0, got {tau!r}; tau=0 recycles dead units only, "
-            "Sokar et al. use tau=0.025 to 0.1 for dormant ones"
-        )
-    return float(tau)
 
 
 def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bool_]:
