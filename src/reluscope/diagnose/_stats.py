@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from reluscope._validate import check_tau
 
-__all__ = ["ActivationStats"]
+__all__ = ["ActivationStats", "renormalise", "two_sum_into"]
 
 _FORMAT = "reluscope.ActivationStats"
 _AXIS_SOURCES = ("linear", "conv", "rule", "user")
@@ -98,8 +98,13 @@ class _Site:
         }
 
 
-def _two_sum_into(hi: F64, lo: F64, x: F64) -> None:
-    """(hi, lo) += x exactly up to the rounding of ``lo`` (Knuth's TwoSum, elementwise, in place)."""
+def two_sum_into(hi: F64, lo: F64, x: F64) -> None:
+    """(hi, lo) += x exactly up to the rounding of ``lo`` (Knuth's TwoSum, elementwise, in place).
+
+    hi, lo, x: float64 arrays of one shape (units,). The compensated sum behind :class:`ActivationStats`' exact,
+    order-independent |activation| totals; shared with :func:`reluscope.torch.all_reduce`. Knuth, TAOCP vol. 2,
+    4.2.2, Theorem B.
+    """
     s = hi + x
     bb = s - hi
     err = (hi - (s - bb)) + (x - bb)
@@ -107,10 +112,11 @@ def _two_sum_into(hi: F64, lo: F64, x: F64) -> None:
     lo += err
 
 
-def _renormalise(hi: F64, lo: F64) -> None:
+def renormalise(hi: F64, lo: F64) -> None:
     """Make ``hi`` the rounded value of hi + lo and ``lo`` the exact remainder (FastTwoSum, |hi| >= |lo|).
 
     After this the pair is canonical: equal totals give equal (hi, lo), whatever order the parts came in.
+    hi, lo: float64 arrays of one shape, modified in place. Dekker 1971 (FastTwoSum).
     """
     s = hi + lo
     err = lo - (s - hi)
@@ -210,8 +216,8 @@ class ActivationStats:
             site = self._sites[name] = _Site.empty(shape)
         site.n_samples += n
         site.fire_count += counts
-        _two_sum_into(site.abs_sum, site.abs_sum_lo, abs_sum)
-        _renormalise(site.abs_sum, site.abs_sum_lo)
+        two_sum_into(site.abs_sum, site.abs_sum_lo, abs_sum)
+        renormalise(site.abs_sum, site.abs_sum_lo)
         np.maximum(site.max_pre, max_pre, out=site.max_pre)
         if site.position_fire_count is not None and pos_counts is not None:
             site.position_fire_count += pos_counts
@@ -339,9 +345,9 @@ class ActivationStats:
                 mine.sample_shape = None  # e.g. sequences of another length: positions per sample vary
             mine.n_samples += theirs.n_samples
             mine.fire_count += theirs.fire_count
-            _two_sum_into(mine.abs_sum, mine.abs_sum_lo, theirs.abs_sum)
+            two_sum_into(mine.abs_sum, mine.abs_sum_lo, theirs.abs_sum)
             mine.abs_sum_lo += theirs.abs_sum_lo
-            _renormalise(mine.abs_sum, mine.abs_sum_lo)
+            renormalise(mine.abs_sum, mine.abs_sum_lo)
             np.maximum(mine.max_pre, theirs.max_pre, out=mine.max_pre)
             if mine.position_fire_count is not None and theirs.position_fire_count is not None:
                 mine.position_fire_count += theirs.position_fire_count

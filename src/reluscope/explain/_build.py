@@ -556,7 +556,10 @@ def _alternatives(chosen: Activation) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
+    """A number for display: exactly 0 prints as ``0`` (so a closed gate is unmistakable), else 4 significant
+    digits. The one number format of the notes and of every renderer."""
+    v = float(v)
     return "0" if v == 0 else f"{v:.4g}"
 
 
@@ -600,7 +603,7 @@ def _gate_notes(
                 f"still learn from it, so gradient descent is not killed"
             )
         else:
-            lg = ", ".join(f"{_fmt(e.local_grad)}" for e in entries)
+            lg = ", ".join(f"{fmt(e.local_grad)}" for e in entries)
             notes.append(
                 f"sample {s}: unit{plural} {_units(units)} did not fire (z1 <= 0), but {act.name} passes "
                 f"f'(z1) = {lg} of the gradient there, so the incoming weights W1[:, j] and bias b1[j] still get "
@@ -617,7 +620,7 @@ def _gate_notes(
             else:
                 notes.append(
                     f"sample {e.sample}, unit {e.unit}: z1 is exactly 0; {act.name}'s derivative there is "
-                    f"{_fmt(e.local_grad)} (f'(z) = {act.derivative})"
+                    f"{fmt(e.local_grad)} (f'(z) = {act.derivative})"
                 )
     if dead:
         many = len(dead) > 1

@@ -15,11 +15,13 @@
 >>> fit(net, X, y, lr=3.0, epochs=2000, callbacks=[ReDoCallback(X, every=100, tau=0.0)])
 """
 
+# check_tau lives in reluscope._validate; still importable from here (not part of the API) for existing callers
+from reluscope._validate import check_tau as check_tau
 from reluscope.remedies._cbp import CBPReport, ContinualBackprop, check_cbp_options, zero_state
 from reluscope.remedies._leaky import dead_by_gradient, leaky_swap
 from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
 from reluscope.remedies._prune import PrunedLayer, PrunedSite, PruneReport, check_fold, prune_dead, unit_means
-from reluscope.remedies._redo import ReDoCallback, ReDoReport, check_tau, default_redo_until, recycle_mask, redo
+from reluscope.remedies._redo import ReDoCallback, ReDoReport, default_redo_until, recycle_mask, redo
 from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
 
 __all__ = [
@@ -37,7 +39,6 @@ __all__ = [
     "check_cbp_options",
     "check_fold",
     "check_shrink_options",
-    "check_tau",
     "dead_by_gradient",
     "default_redo_until",
     "leaky_swap",

@@ -21,14 +21,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_positive_int, check_tau
+from reluscope._validate import RNGLike, as_rng, check_positive_int
+from reluscope._validate import check_tau as check_tau  # kept importable from here for existing callers
 from reluscope.diagnose import ActivationStats, scan
 from reluscope.nn.init import init_weight
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
 from reluscope.train import Callback, TrainState
 
-__all__ = ["ReDoCallback", "ReDoReport", "check_tau", "default_redo_until", "recycle_mask", "redo"]
+__all__ = ["ReDoCallback", "ReDoReport", "default_redo_until", "recycle_mask", "redo"]
 
 
 def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bool_]:
