@@ -381,3 +381,33 @@ def test_run_remedy_and_compare_errors(data):
         compare_remedies(X, y, remedies=["none", "dropout"])
     with pytest.raises(ValueError, match="pass both X and y"):
         compare_remedies(X)
+
+
+# The remedy registry and the ReDo schedule rule -----------------------------------------------------------------
+def test_remedy_registry_is_the_one_list_of_remedies():
+    from reluscope.remedies import REMEDIES, REMEDY_REGISTRY, get_remedy
+
+    assert REMEDIES == tuple(REMEDY_REGISTRY) == ("none", "redo", "leaky")
+    assert [r.name for r in REMEDY_REGISTRY.values() if r.recycles] == ["redo"]
+    assert [r.name for r in REMEDY_REGISTRY.values() if r.swaps_activation] == ["leaky"]
+    assert all(r.summary for r in REMEDY_REGISTRY.values())
+    assert get_remedy("redo") is REMEDY_REGISTRY["redo"]
+    with pytest.raises(ValueError, match="unknown remedy 'dropout'; choose one of none, redo, leaky"):
+        get_remedy("dropout")
+
+
+@pytest.mark.parametrize(("epochs", "until", "expected"), [(2000, None, 1000), (3, None, 1), (1, None, 1), (10, 7, 7)])
+def test_redo_recycles_during_the_first_half_unless_told(epochs, until, expected):
+    from reluscope.remedies import redo_until
+
+    assert redo_until(epochs, until) == expected
+
+
+@pytest.mark.parametrize(
+    ("epochs", "until", "match"), [(0, None, "epochs must be a positive integer"), (10, 0, "until")]
+)
+def test_redo_until_refuses_bad_counts(epochs, until, match):
+    from reluscope.remedies import redo_until
+
+    with pytest.raises(ValueError, match=match):
+        redo_until(epochs, until)

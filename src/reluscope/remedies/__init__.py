@@ -22,9 +22,11 @@ from reluscope.remedies._leaky import dead_by_gradient, leaky_swap
 from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
 from reluscope.remedies._prune import PrunedLayer, PrunedSite, PruneReport, check_fold, prune_dead, unit_means
 from reluscope.remedies._redo import ReDoCallback, ReDoReport, default_redo_until, recycle_mask, redo
+from reluscope.remedies._registry import REMEDY_REGISTRY, Remedy, get_remedy
 from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
 
 __all__ = [
+    "REMEDY_REGISTRY",
     "CBPReport",
     "ContinualBackprop",
     "DeathSpikeDetector",
@@ -35,12 +37,14 @@ __all__ = [
     "PrunedSite",
     "ReDoCallback",
     "ReDoReport",
+    "Remedy",
     "ShrinkPerturb",
     "check_cbp_options",
     "check_fold",
     "check_shrink_options",
     "dead_by_gradient",
     "default_redo_until",
+    "get_remedy",
     "leaky_swap",
     "lr_range_test",
     "overall_dead_fraction",
