@@ -447,19 +447,27 @@ class ActivationStats:
         """Fraction of the site's units that are dead."""
         return float(np.mean(self.dead_mask(name)))
 
-    def frequency(self, name: str) -> F64:
-        """(units,) float64 activation frequency: fraction of samples on which the unit fired (0 if no samples)."""
+    def fire_rate(self, name: str) -> F64:
+        """(units,) float64 fire rate: the fraction of samples on which the unit fired (0 if no samples)."""
         site = self._site(name)
         if site.n_samples == 0:
             return np.zeros(site.units)
         return site.fire_count / float(site.n_samples)
 
-    def position_frequency(self, name: str) -> F64:
+    def frequency(self, name: str) -> F64:
+        """(units,) float64: the :meth:`fire_rate` under its name in the DESIGN contract ("activation frequency")."""
+        return self.fire_rate(name)
+
+    def position_fire_rate(self, name: str) -> F64:
         """(C, H, W) float64: per-position fire rate of a conv site."""
         site = self._site(name)
         if site.position_fire_count is None:
             raise ValueError(f"{name} is a dense site; per-position fire rates exist only for (N, C, H, W) inputs")
         return site.position_fire_count / float(max(site.n_samples, 1))
+
+    def position_frequency(self, name: str) -> F64:
+        """(C, H, W) float64: :meth:`position_fire_rate` under its earlier name."""
+        return self.position_fire_rate(name)
 
     def mean_abs_activation(self, name: str) -> F64:
         """(units,) float64: mean |activation| per sample (and per position for conv sites)."""
@@ -489,7 +497,7 @@ class ActivationStats:
         if not (isinstance(threshold, int | float) and 0 <= threshold <= 1):
             raise ValueError(f"threshold must be a fire rate in [0, 1], got {threshold!r}; e.g. 0.01 for 1%")
         site = self._site(name)
-        return (site.fire_count > 0) & (self.frequency(name) < threshold)
+        return (site.fire_count > 0) & (self.fire_rate(name) < threshold)
 
     def all_dead(self, name: str) -> bool:
         """True when the site was zero on every sample (every unit dead): everything downstream is constant."""
@@ -513,7 +521,7 @@ class ActivationStats:
                     "dead": dead,
                     "dead_fraction": dead / site.units,
                     "nearly_dead": int(np.count_nonzero(self.nearly_dead(name, nearly_dead_threshold))),
-                    "median_fire_rate": float(np.median(self.frequency(name))),
+                    "median_fire_rate": float(np.median(self.fire_rate(name))),
                     "dormant": dormant,
                     "dormant_fraction": dormant / site.units,
                     "tau": float(tau),
@@ -530,7 +538,7 @@ class ActivationStats:
         rows: list[tuple[float, float, int, int]] = []
         names = list(self._sites)
         for li, name in enumerate(names):
-            freq = self.frequency(name)
+            freq = self.fire_rate(name)
             max_pre = self._sites[name].max_pre
             take = min(k, freq.size)
             order = np.lexsort((max_pre, freq))[:take]
