@@ -18,11 +18,11 @@ from reluscope.remedies import (
     DeathSpikeDetector,
     ReDoCallback,
     dead_by_gradient,
-    stuck_units,
     leaky_swap,
     lr_range_test,
     recycle_mask,
     redo,
+    stuck_units,
 )
 from reluscope.train import fit
 

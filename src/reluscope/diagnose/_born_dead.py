@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reluscope._validate import RNGLike, as_rng, check_finite_array, check_positive, check_positive_int
-from reluscope.nn.init import check_init
+from reluscope.nn.init import check_init, init_weight
 
 __all__ = ["BornDeadEstimate", "born_dead_monte_carlo", "born_dead_probability", "grid_inputs", "wilson_interval"]
 
@@ -127,25 +127,6 @@ def grid_inputs(n_per_axis: int = 20, *, dim: int = 2, low: float = -1.0, high: 
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
 
 
-def _draw(
-    rng: np.random.Generator | np.random.RandomState, init: str, k: int, fan_in: int, fan_out: int, std: float
-) -> NDArray[np.float64]:
-    """k weight matrices (k, fan_in, fan_out) with the distributions of :func:`reluscope.nn.init.init_weight`."""
-    shape = (k, fan_in, fan_out)
-    if init == "xavier_uniform":
-        limit = math.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, size=shape)
-    if init == "he":
-        scale = math.sqrt(2.0 / fan_in)
-    elif init == "xavier":
-        scale = math.sqrt(2.0 / (fan_in + fan_out))
-    else:
-        scale = std
-    w = rng.standard_normal(shape)
-    w *= scale
-    return w
-
-
 def born_dead_monte_carlo(
     depth: int,
     width: int | Sequence[int],
@@ -199,7 +180,9 @@ def born_dead_monte_carlo(
         alive = np.ones(k, dtype=bool)
         first_k = np.full(k, -1)
         for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            w = _draw(rng, init, k, fan_in, fan_out, std)  # drawn for every init so the stream is reproducible
+            w = init_weight(
+                init, fan_in, fan_out, rng=rng, std=std, count=k
+            )  # drawn for every init so the stream is reproducible
             z = np.matmul(h, w)
             if bias:
                 z += bias

@@ -58,7 +58,7 @@ def leaky_swap(net: MLP, slope: float = 0.01) -> MLP:
 
 
 def stuck_units(net: MLP, X: NDArray[Any], batch_size: int = 1024) -> dict[str, NDArray[np.bool_]]:
-    """``{"hidden1": bool (units,), ...}``: the *stuck* units, whose activation derivative is 0 on every row of X (N, D).
+    """``{"hidden1": bool (units,), ...}``: the *stuck* units, activation derivative 0 on every row of X (N, D).
 
     Such a unit passes no gradient from the data to its incoming weights and bias (only L2 or optimizer momentum
     can move them). For ReLU this is "pre-activation <= 0 everywhere" (the firing view); for leaky ReLU with a
