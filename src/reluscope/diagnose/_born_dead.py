@@ -180,9 +180,8 @@ def born_dead_monte_carlo(
         alive = np.ones(k, dtype=bool)
         first_k = np.full(k, -1)
         for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            w = init_weight(
-                init, fan_in, fan_out, rng=rng, std=std, count=k
-            )  # drawn for every init so the stream is reproducible
+            # drawn for every init so the stream is reproducible
+            w = init_weight(init, fan_in, fan_out, rng=rng, std=std, count=k)
             z = np.matmul(h, w)
             if bias:
                 z += bias
