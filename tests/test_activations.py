@@ -44,6 +44,9 @@ def test_every_entry_is_complete_and_reachable():
         assert "{" not in act.formula + act.derivative  # every placeholder filled in
         assert spec.leaky is None or spec.leaky in REGISTRY
         assert spec.torch_twin.startswith("torch.nn.")
+        assert spec.colour.startswith("#") and len(spec.colour) == 7
+    colours = [spec.colour for spec in REGISTRY.values()]
+    assert len(set(colours)) == len(colours)  # one colour per activation across every figure
     with pytest.raises(ValueError, match=r"unknown activation 'swish'; choose one of relu, .*softplus"):
         get_activation("swish")
     with pytest.raises(TypeError, match="activation must be a name"):

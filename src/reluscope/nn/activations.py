@@ -73,6 +73,8 @@ class ActivationSpec:
         The key (``"relu"``); also what ``MLP.config()`` records.
     display : str
         Human name for tables and plots (``"ReLU"``).
+    colour : str
+        Its colour in every figure (a hex RGB string): ReLU red (the one that dies), leaky blue.
     forward, backward
         The reference pair: ``forward(x, act, param) -> (out, cache)`` with x (N, H) and ``param`` PReLU's (H,)
         slopes or None; ``backward(dout, cache) -> (dx, dparam or None)``.
@@ -111,6 +113,7 @@ class ActivationSpec:
 
     name: str
     display: str
+    colour: str
     forward: Forward
     backward: Backward
     fast: FastKernel
@@ -319,6 +322,7 @@ register(
     ActivationSpec(
         name="relu",
         display="ReLU",
+        colour="#d62728",
         forward=lambda x, act, param: F.relu_forward(x),
         backward=_no_param(F.relu_backward),
         fast=_relu_fast,
@@ -336,6 +340,7 @@ register(
     ActivationSpec(
         name="leaky",
         display="leaky ReLU",
+        colour="#1f77b4",
         forward=lambda x, act, param: F.leaky_relu_forward(x, act.slope),
         backward=_no_param(F.leaky_relu_backward),
         fast=_leaky_fast,
@@ -353,6 +358,7 @@ register(
     ActivationSpec(
         name="prelu",
         display="PReLU",
+        colour="#2ca02c",
         forward=_prelu_forward,
         backward=F.prelu_backward,
         fast=_prelu_fast,
@@ -369,6 +375,7 @@ register(
     ActivationSpec(
         name="elu",
         display="ELU",
+        colour="#9467bd",
         forward=lambda x, act, param: F.elu_forward(x, act.alpha),
         backward=_no_param(F.elu_backward),
         fast=_elu_fast,
@@ -385,6 +392,7 @@ register(
     ActivationSpec(
         name="sigmoid",
         display="sigmoid",
+        colour="#ff7f0e",
         forward=lambda x, act, param: F.sigmoid_forward(x),
         backward=_no_param(F.sigmoid_backward),
         fast=_sigmoid_fast,
@@ -403,6 +411,7 @@ register(
     ActivationSpec(
         name="tanh",
         display="tanh",
+        colour="#8c564b",
         forward=lambda x, act, param: F.tanh_forward(x),
         backward=_no_param(F.tanh_backward),
         fast=_tanh_fast,
@@ -449,6 +458,7 @@ register(
     ActivationSpec(
         name="softplus",
         display="softplus",
+        colour="#e377c2",
         forward=lambda x, act, param: softplus_forward(x),
         backward=_no_param(softplus_backward),
         fast=_softplus_fast,

@@ -303,7 +303,7 @@ class DeathSpikeDetector(Callback):
             h = X[start : start + self.batch_size]
             for layer, f in enumerate(fired, start=1):
                 z = h @ p[f"W{layer}"] + p[f"b{layer}"]
-                f |= (z > 0).any(axis=0)
+                f |= net.activation.spec.fires(z).any(axis=0)
                 if layer < len(fired):
                     h = net.activation.forward(z, p.get(f"a{layer}"))[0]
         return {name: 1.0 - float(f.mean()) for name, f in zip(net.hidden_names, fired, strict=True)}
