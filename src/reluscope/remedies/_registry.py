@@ -1,5 +1,4 @@
-"""The remedy registry and the ReDo schedule rule: one definition each, asked by the run layer, sweeps,
-comparisons and the CLI.
+"""The remedy registry: one entry per remedy, asked by the run layer, sweeps, comparisons and the CLI.
 
 A remedy is what a run does about dead units besides its configuration: nothing, ReDo recycling during training,
 or training with the leaky counterpart of the activation (:attr:`reluscope.nn.ActivationSpec.leaky`).
@@ -9,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reluscope._validate import check_positive_int
-
-__all__ = ["REMEDY_REGISTRY", "Remedy", "get_remedy", "redo_until"]
+__all__ = ["REMEDY_REGISTRY", "Remedy", "get_remedy"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,8 @@ class Remedy:
     summary : str
         One line for help texts and reports.
     recycles : bool
-        True when training runs :class:`~reluscope.remedies.ReDoCallback` on the schedule of :func:`redo_until`.
+        True when training runs :class:`~reluscope.remedies.ReDoCallback` on the schedule of
+        :func:`~reluscope.remedies.default_redo_until`.
     swaps_activation : bool
         True when the network trains with its activation's leaky counterpart instead (a sweep expresses this as its
         activation axis, so it is not a sweep remedy).
@@ -60,17 +58,3 @@ def get_remedy(name: str) -> Remedy:
     if remedy is None:
         raise ValueError(f"unknown remedy {name!r}; choose one of {', '.join(REMEDY_REGISTRY)}")
     return remedy
-
-
-def redo_until(epochs: int, until: int | None = None) -> int:
-    """The last epoch at which ReDo recycles, for a run of ``epochs`` epochs: ``until`` when given, else half of
-    training (at least epoch 1).
-
-    The one ReDo schedule rule of reluscope: ``reluscope train --redo``, sweep cells and remedy comparisons all
-    recycle during the first half only, so the second half trains without resets and the final measurement sees
-    trained units, not freshly re-initialised ones. Pass the result as ``ReDoCallback(..., until=...)``.
-
-    Raises ValueError when ``epochs`` or ``until`` is not a positive integer.
-    """
-    n = check_positive_int(epochs, "epochs", example=2000)
-    return max(1, n // 2) if until is None else check_positive_int(until, "until", example=n // 2 or 1)
