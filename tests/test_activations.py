@@ -208,7 +208,7 @@ def family_lists(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         membership = isinstance(node, ast.Compare) and any(isinstance(op, ast.In | ast.NotIn) for op in node.ops)
-        if membership and any(literal_names(c) for c in node.comparators):  # type: ignore[attr-defined]
+        if membership and any(literal_names(c) for c in node.comparators):
             found.append(f"line {node.lineno}: membership test against a list of activations")
     for node in tree.body:
         value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
