@@ -230,3 +230,10 @@ def test_no_module_but_the_registry_lists_the_activations():
             offenders += [f"{rel} {f}" for f in found]
     assert offenders == [], "ask reluscope.nn.REGISTRY (an ActivationSpec field) instead:\n" + "\n".join(offenders)
     assert allowed_seen == ALLOWED_LISTS, f"fixed, so delete from ALLOWED_LISTS: {ALLOWED_LISTS - allowed_seen}"
+
+
+def test_explain_walks_through_a_softplus_network():
+    res = CliRunner().invoke(app, ["explain", "--activation", "softplus", "--format", "markdown"])
+    assert res.exit_code == 0, res.output
+    assert "softplus has no gate: f'(z) > 0 for every z" in res.output
+    assert "log(1 + exp(z))" in res.output
