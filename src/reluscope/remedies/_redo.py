@@ -176,7 +176,7 @@ def redo(
     Outgoing weights are zeroed, so on any input the recycled units contribute nothing right after the reset.
     The output is therefore bit-identical on the data the stats came from whenever the recycled units were
     zero on all of it: dead ReLU units (``tau=0``). A dormant unit that was slightly active, or a leaky/PReLU
-    unit that never fired (its negative side leaks), loses its small contribution.
+    unit that is dead (fired on no sample, but its negative side leaks), loses its small contribution.
     """
     stats = _check_stats(net, stats)
     tau = check_tau(tau)
