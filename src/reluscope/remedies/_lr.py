@@ -47,7 +47,7 @@ class LRTrial:
     accuracy : float
         Training accuracy at the end (of the last finite weights if it diverged).
     dead_fraction : float
-        Fraction of all hidden units that are dead (fired on no sample of the data) at the end.
+        Fraction of all hidden units that never fired on the data at the end.
     dead_fraction_per_layer : dict[str, float]
         The same per hidden layer.
     diverged : bool
