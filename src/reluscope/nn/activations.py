@@ -137,7 +137,9 @@ REGISTRY: dict[str, ActivationSpec] = {}
 """Every activation, by name, in registration order."""
 _ALIASES: dict[str, str] = {}
 ACTIVATIONS: tuple[str, ...] = ()
-"""The registered names, in order (refreshed by :func:`register`)."""
+"""The registered names, in order. This module's global is refreshed by :func:`register`; a copy imported
+elsewhere (``reluscope.nn.ACTIVATIONS``) holds the built-in entries, so code that must see later registrations
+iterates :data:`REGISTRY`."""
 
 
 def register(spec: ActivationSpec) -> ActivationSpec:
