@@ -18,11 +18,11 @@
 
 # check_tau lives in reluscope._validate; still importable from here (not part of the API) for existing callers
 from reluscope._validate import check_tau as check_tau
-from reluscope.remedies._cbp import CBPReport, ContinualBackprop, check_cbp_options, zero_state
+from reluscope.remedies._cbp import CBPReport, ContinualBackprop, check_cbp_options
 from reluscope.remedies._leaky import dead_by_gradient, leaky_swap, stuck_units
 from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, lr_range_test, overall_dead_fraction
 from reluscope.remedies._prune import PrunedLayer, PrunedSite, PruneReport, check_fold, prune_dead, unit_means
-from reluscope.remedies._redo import ReDoCallback, ReDoReport, default_redo_until, recycle_mask, redo
+from reluscope.remedies._redo import ReDoCallback, ReDoReport, default_redo_until, recycle_mask, redo, zero_state
 from reluscope.remedies._registry import REMEDY_REGISTRY, Remedy, get_remedy
 from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
 

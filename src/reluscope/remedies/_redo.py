@@ -29,7 +29,7 @@ from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
 from reluscope.train import Callback, TrainState
 
-__all__ = ["ReDoCallback", "ReDoReport", "default_redo_until", "recycle_mask", "redo"]
+__all__ = ["ReDoCallback", "ReDoReport", "default_redo_until", "recycle_mask", "redo", "reinit_incoming", "zero_state"]
 
 
 def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bool_]:
@@ -124,12 +124,34 @@ def _check_stats(net: MLP, stats: Any) -> ActivationStats:
     return stats
 
 
-def _zero_state(optimizer: Optimizer | None, key: str, index: tuple[Any, ...]) -> None:
+def zero_state(optimizer: Optimizer | None, key: str, index: tuple[Any, ...]) -> None:
     """Zero ``optimizer.state[key][*][index]`` for every buffer (Adam m/v, SGD velocity, ...)."""
     if optimizer is None:
         return
     for buf in optimizer.state.get(key, {}).values():
         buf[index] = 0
+
+
+def reinit_incoming(
+    net: MLP, optimizer: Optimizer | None, layer: int, idx: NDArray[np.intp], rng: np.random.Generator | Any
+) -> None:
+    """Give units ``idx`` of hidden layer ``layer`` (1-based) fresh incoming weights, in place.
+
+    Column ``idx`` of ``W{layer}`` is drawn with the net's initialiser (a whole (fan_in, fan_out) matrix is drawn
+    from ``rng`` and its columns taken, so the stream does not depend on which units), ``b{layer}[idx]`` is reset to
+    ``bias_init``, a PReLU slope to its initial value, and the optimizer state of all of them is zeroed. The one
+    "recycle a unit's input side" step of ReDo and Continual Backprop; the outgoing side differs between them.
+    """
+    p = net.params
+    fan_in, fan_out = net.sizes[layer - 1], net.sizes[layer]
+    fresh = init_weight(net.init, fan_in, fan_out, rng=rng, dtype=net.dtype, std=net.init_std)
+    p[f"W{layer}"][:, idx] = fresh[:, idx]
+    p[f"b{layer}"][idx] = net.bias_init
+    zero_state(optimizer, f"W{layer}", (slice(None), idx))
+    zero_state(optimizer, f"b{layer}", (idx,))
+    if f"a{layer}" in p:
+        p[f"a{layer}"][idx] = net.activation.slope
+        zero_state(optimizer, f"a{layer}", (idx,))
 
 
 def redo(
@@ -202,17 +224,8 @@ def redo(
         sizes[name] = net.sizes[layer]
     # 1) incoming weights, bias, PReLU slope (and their optimizer state) of every recycled unit
     for layer, idx in enumerate(chosen, start=1):
-        if idx.size == 0:
-            continue
-        fan_in, fan_out = net.sizes[layer - 1], net.sizes[layer]
-        fresh = init_weight(net.init, fan_in, fan_out, rng=rng, dtype=net.dtype, std=net.init_std)
-        p[f"W{layer}"][:, idx] = fresh[:, idx]
-        p[f"b{layer}"][idx] = net.bias_init
-        _zero_state(optimizer, f"W{layer}", (slice(None), idx))
-        _zero_state(optimizer, f"b{layer}", (idx,))
-        if f"a{layer}" in p:
-            p[f"a{layer}"][idx] = net.activation.slope
-            _zero_state(optimizer, f"a{layer}", (idx,))
+        if idx.size:
+            reinit_incoming(net, optimizer, layer, idx, rng)
     # 2) outgoing weights last, so every recycled unit ends with zero outgoing weights
     for layer, idx in enumerate(chosen, start=1):
         if idx.size == 0:
@@ -221,7 +234,7 @@ def redo(
             mean_h = stats.mean_abs_activation(net.hidden_names[layer - 1])[idx]
             p[f"b{layer + 1}"] += (mean_h @ p[f"W{layer + 1}"][idx, :].astype(np.float64)).astype(net.dtype)
         p[f"W{layer + 1}"][idx, :] = 0
-        _zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
+        zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
     return ReDoReport(units=units, sizes=sizes, tau=tau)
 
 
