@@ -107,6 +107,10 @@ class ActivationSpec:
         For activations with f'(z) > 0 everywhere: how their gradient shrinks (explain's note); None otherwise.
     nonnegative : bool
         True when f(z) >= 0 for every z, so |f(z)| == f(z) and the statistics skip the abs pass.
+    negative_side_sign : float
+        The sign of f(z) for z <= 0, where a dead unit lives: 0 when f is 0 there (ReLU), +1 when f is positive
+        there (sigmoid, softplus), -1 when negative (the leaky family, ELU, tanh). Pruning a dead unit folds
+        ``sign * mean |f|`` into the next layer's bias.
     fires : Callable
         The firing predicate (:func:`fires`; the same for every activation by design).
     """
@@ -130,6 +134,7 @@ class ActivationSpec:
     stuck_off: Callable[[Activation], bool] = _never
     no_gate: str | None = None
     nonnegative: bool = False
+    negative_side_sign: float = -1.0
     fires: Callable[[NDArray[Any]], NDArray[np.bool_]] = fires
 
 
@@ -334,6 +339,7 @@ register(
         torch_twin="torch.nn.ReLU",
         torch_module=_torch_module("ReLU"),
         nonnegative=True,
+        negative_side_sign=0.0,
         leaky="leaky",
         stuck_off=_always,
     )
@@ -404,6 +410,7 @@ register(
         torch_twin="torch.nn.Sigmoid",
         torch_module=_torch_module("Sigmoid"),
         nonnegative=True,
+        negative_side_sign=1.0,
         aliases=("logistic",),
         kinked=_never,
         no_gate="large |z1| saturates it and shrinks the gradient, but never to exactly 0",
@@ -470,6 +477,7 @@ register(
         torch_twin="torch.nn.Softplus",
         torch_module=_torch_module("Softplus"),
         nonnegative=True,
+        negative_side_sign=1.0,
         kinked=_never,
         no_gate="very negative z1 shrinks its gradient toward 0 (f'(z) = sigmoid(z)), but never to exactly 0",
     )
