@@ -406,9 +406,21 @@ def test_split_unstratified() -> None:
 @pytest.mark.parametrize(
     ("args", "exc", "match"),
     [
-        ((np.zeros((3, 2)), np.zeros(3, int), 1.0), ValueError, r"val_fraction must be in \[0, 1\), got 1.0"),
-        ((np.zeros((3, 2)), np.zeros(3, int), -0.1), ValueError, "val_fraction must be in"),
-        ((np.zeros((3, 2)), np.zeros(3, int), "0.2"), TypeError, "val_fraction must be a number"),
+        (
+            (np.zeros((3, 2)), np.zeros(3, int), 1.0),
+            ValueError,
+            r"val_fraction must be a fraction in \[0, 1\), got 1.0",
+        ),
+        (
+            (np.zeros((3, 2)), np.zeros(3, int), -0.1),
+            ValueError,
+            r"val_fraction must be a fraction in \[0, 1\), got -0.1; e.g. 0.2 keeps",
+        ),
+        (
+            (np.zeros((3, 2)), np.zeros(3, int), "0.2"),
+            TypeError,
+            r"val_fraction must be a fraction in \[0, 1\), got str",
+        ),
         ((np.zeros((3, 2)), np.zeros(4, int), 0.2), ValueError, "4 labels but there are 3 samples"),
         ((np.zeros(3), np.zeros(3, int), 0.2), ValueError, "X must be 2-D"),
     ],

@@ -22,6 +22,7 @@ from reluscope.remedies import (
     lr_range_test,
     recycle_mask,
     redo,
+    stuck_units,
 )
 from reluscope.train import fit
 
@@ -257,13 +258,13 @@ def test_leaky_swap_refuses_non_relu():
         leaky_swap(MLP([2, 4, 3]), slope=0.0)
 
 
-def test_dead_by_gradient_relu_equals_firing_and_leaky_has_none(data):
+def test_stuck_units_relu_equals_dead_and_leaky_has_none(data):
     X, _ = data
     net = MLP([2, 20, 10, 3], seed=0)
     net.params["b1"][[1, 2]] = -50.0
     net.params["b2"][4] = -50.0
     stats = scan(net, X)
-    by_grad = dead_by_gradient(net, X, batch_size=7)
+    by_grad = stuck_units(net, X, batch_size=7)
     # batches of 7, the scan's batches and one big forward are different BLAS calls: each equals brute force up to
     # rounding (tests/_rounding.py), and the forced-dead units exactly
     assert list(by_grad) == stats.names
@@ -274,7 +275,8 @@ def test_dead_by_gradient_relu_equals_firing_and_leaky_has_none(data):
     leaky = leaky_swap(net)
     leaky_stats = scan(leaky, X)
     assert leaky_stats.dead_mask("hidden1")[[1, 2]].all()  # never fires ...
-    assert not any(m.any() for m in dead_by_gradient(leaky, X).values())  # ... but still gets gradient
+    assert not any(m.any() for m in stuck_units(leaky, X).values())  # ... but still gets gradient
+    assert dead_by_gradient is stuck_units  # the earlier name still works
 
 
 # LR guidance ----------------------------------------------------------------------------------------------------
@@ -381,3 +383,25 @@ def test_run_remedy_and_compare_errors(data):
         compare_remedies(X, y, remedies=["none", "dropout"])
     with pytest.raises(ValueError, match="pass both X and y"):
         compare_remedies(X)
+
+
+# The remedy registry and the ReDo schedule rule -----------------------------------------------------------------
+def test_remedy_registry_is_the_one_list_of_remedies():
+    from reluscope.remedies import REMEDY_REGISTRY, get_remedy
+
+    assert tuple(REMEDY_REGISTRY) == ("none", "redo", "leaky")
+    assert [r.name for r in REMEDY_REGISTRY.values() if r.recycles] == ["redo"]
+    assert [r.name for r in REMEDY_REGISTRY.values() if r.swaps_activation] == ["leaky"]
+    assert all(r.summary for r in REMEDY_REGISTRY.values())
+    assert get_remedy("redo") is REMEDY_REGISTRY["redo"]
+    with pytest.raises(ValueError, match="unknown remedy 'dropout'; choose one of none, redo, leaky"):
+        get_remedy("dropout")
+
+
+@pytest.mark.parametrize(("epochs", "expected"), [(2000, 1000), (3, 1), (1, 1)])
+def test_redo_recycles_during_the_first_half(epochs, expected):
+    from reluscope.remedies import default_redo_until
+
+    assert default_redo_until(epochs) == expected
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        default_redo_until(0)

@@ -1,10 +1,14 @@
 """Input validation shared by the whole package: errors that say what was expected, what was given, and the fix.
 
-Everything here is cheap (O(size) at worst) and is called at public entry points, never inside hot loops.
+The one module for argument checks used by more than one package (scikit-learn keeps its ``_param_validation``
+the same way): numbers (:func:`check_positive`, :func:`check_int`, :func:`check_positive_int`,
+:func:`check_fraction`, :func:`check_tau`), arrays and labels, dtypes and random generators. Everything here is
+cheap (O(size) at worst) and is called at public entry points, never inside hot loops.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -15,8 +19,12 @@ __all__ = [
     "RNGLike",
     "as_rng",
     "check_finite_array",
+    "check_fraction",
+    "check_int",
     "check_labels",
     "check_positive",
+    "check_positive_int",
+    "check_tau",
     "resolve_dtype",
 ]
 
@@ -70,6 +78,63 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}; pass a value {bound}")
     return v
+
+
+def check_int(value: object, name: str, minimum: int, *, example: int = 64) -> int:
+    """Return ``int(value)`` if it is an integer (not a bool) >= ``minimum``; else a TypeError/ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}; pass e.g. {name}={example}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}; pass {name}={minimum} or more")
+    return int(value)
+
+
+def check_positive_int(value: Any, name: str, *, example: int = 100) -> int:
+    """``int(value)`` if it is an integer >= 1 (not a bool); a ValueError naming ``name`` otherwise.
+
+    For counts given as keyword arguments (``batch_size``, ``every``, ``steps``): one ValueError whatever was
+    wrong, with an example value.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}; e.g. {name}={example}")
+    return int(value)
+
+
+def check_fraction(
+    value: Any,
+    name: str,
+    *,
+    allow_zero: bool = True,
+    allow_one: bool = True,
+    example: float = 0.1,
+    hint: str | None = None,
+) -> float:
+    """``float(value)`` if it is a number in [0, 1]; ``allow_zero=False`` / ``allow_one=False`` open that end.
+
+    Raises TypeError for a non-number (or a bool) and ValueError outside the interval; the message names the
+    interval and ends with ``hint`` (default: ``e.g. name=example``).
+    """
+    interval = ("[" if allow_zero else "(") + "0, 1" + ("]" if allow_one else ")")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a fraction in {interval}, got {type(value).__name__}")
+    v = float(value)
+    inside = (v > 0.0 or (allow_zero and v == 0.0)) and (v < 1.0 or (allow_one and v == 1.0))
+    if not inside:
+        raise ValueError(f"{name} must be a fraction in {interval}, got {value!r}; {hint or f'e.g. {name}={example}'}")
+    return v
+
+
+def check_tau(tau: Any) -> float:
+    """The dormancy threshold τ (Sokar et al. 2023) as a float, if it is a finite number >= 0; else a ValueError.
+
+    ``tau = 0`` selects dead units only (fired on no sample); Sokar et al. use 0.025 to 0.1 for dormant ones.
+    """
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau < 0:
+        raise ValueError(
+            f"tau must be a finite number >= 0, got {tau!r}; tau=0 selects dead units only, "
+            "Sokar et al. use tau=0.025 to 0.1 for dormant ones"
+        )
+    return float(tau)
 
 
 def check_finite_array(

@@ -131,7 +131,15 @@ def parse_hidden(text: str) -> list[int]:
 HiddenOpt = Annotated[
     str, typer.Option("--hidden", "-H", help="Hidden layer widths, comma separated (e.g. 64,64); '' = linear.")
 ]
-ActivationOpt = Annotated[str, typer.Option("--activation", "-a", help="relu, leaky, prelu, elu, sigmoid or tanh.")]
+ActivationOpt = Annotated[
+    str,
+    typer.Option(
+        "--activation",
+        "-a",
+        help="A name of the activation registry (reluscope.nn.ACTIVATIONS): relu, leaky, prelu, elu, sigmoid, "
+        "tanh, softplus, ...; an unknown name is refused with the full list.",
+    ),
+]
 InitOpt = Annotated[str, typer.Option(help="Weight init: he, xavier, xavier_uniform or normal.")]
 SeedOpt = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed for data, init and shuffling.")]
 SlopeOpt = Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")]

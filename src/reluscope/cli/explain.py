@@ -75,7 +75,15 @@ def explain(
         int | None, typer.Option("--samples", "-N", help="Samples N [default: 2, or the rows of the data].")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the inputs, labels and weights that are not given.")] = 0,
-    activation: Annotated[str, typer.Option("--activation", "-a", help="relu, leaky, elu, sigmoid or tanh.")] = "relu",
+    activation: Annotated[
+        str,
+        typer.Option(
+            "--activation",
+            "-a",
+            help="relu, leaky, elu, sigmoid, tanh, softplus, ...: any registered activation without a learned "
+            "parameter (reluscope.explain.SUPPORTED_ACTIVATIONS).",
+        ),
+    ] = "relu",
     slope: Annotated[float, typer.Option(help="Negative slope of --activation leaky.")] = 0.01,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate of the SGD step shown at the end.")] = 0.5,
     reg: Annotated[float, typer.Option(help="L2 strength: the loss adds 0.5*reg*(sum(W1**2) + sum(W2**2)).")] = 0.0,

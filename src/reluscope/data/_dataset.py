@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_finite_array, check_labels
-from reluscope.data._common import check_int
+from reluscope._validate import check_finite_array, check_int, check_labels
 from reluscope.data._loaders import PathLike, load_csv, load_idx, load_npz
 from reluscope.data._synthetic import digits, spiral
 

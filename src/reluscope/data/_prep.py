@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_finite_array, check_labels
-from reluscope.data._common import check_fraction, check_int
+from reluscope._validate import RNGLike, as_rng, check_finite_array, check_fraction, check_int, check_labels
 
 __all__ = ["Standardizer", "minibatches", "standardize", "train_val_split"]
 
@@ -59,7 +58,9 @@ def train_val_split(
     """
     X = check_finite_array(X, "X")
     labels: NDArray[np.int64] = check_labels(y, X.shape[0]).astype(np.int64, copy=False)
-    fraction = check_fraction(val_fraction, "val_fraction")
+    fraction = check_fraction(
+        val_fraction, "val_fraction", allow_one=False, hint="e.g. 0.2 keeps 20% of the samples aside"
+    )
     rng = as_rng(seed)
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
     val_parts = []

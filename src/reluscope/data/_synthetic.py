@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.data._common import check_int
+from reluscope._validate import check_int
 
 __all__ = ["digits", "spiral"]
 

@@ -15,7 +15,7 @@ from reluscope.diagnose._born_dead import (
 )
 from reluscope.diagnose._history import DeadUnitTracker, UnitHistory
 from reluscope.diagnose._scan import Progress, dead_units, scan
-from reluscope.diagnose._stats import ActivationStats
+from reluscope.diagnose._stats import ActivationStats, renormalise, two_sum_into
 
 __all__ = [
     "ActivationStats",
@@ -27,6 +27,8 @@ __all__ = [
     "born_dead_probability",
     "dead_units",
     "grid_inputs",
+    "renormalise",
     "scan",
+    "two_sum_into",
     "wilson_interval",
 ]

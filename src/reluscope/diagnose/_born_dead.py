@@ -17,19 +17,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_finite_array, check_positive
-from reluscope.nn.init import check_init
+from reluscope._validate import RNGLike, as_rng, check_finite_array, check_positive, check_positive_int
+from reluscope.nn.init import check_init, init_weight
 
 __all__ = ["BornDeadEstimate", "born_dead_monte_carlo", "born_dead_probability", "grid_inputs", "wilson_interval"]
 
 # elements of one (inits, inputs, width) activation block processed at a time
 _BLOCK_ELEMENTS = 1 << 22
-
-
-def _check_count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_finite(value: Any, name: str) -> float:
@@ -39,13 +33,13 @@ def _check_finite(value: Any, name: str) -> float:
 
 
 def _widths(depth: Any, width: Any) -> list[int]:
-    depth = _check_count(depth, "depth")
+    depth = check_positive_int(depth, "depth")
     if isinstance(width, Sequence) and not isinstance(width, str):
-        widths = [_check_count(w, "every width") for w in width]
+        widths = [check_positive_int(w, "every width") for w in width]
         if len(widths) != depth:
             raise ValueError(f"width lists {len(widths)} layer widths but depth is {depth}; give one per layer")
         return widths
-    return [_check_count(width, "width")] * depth
+    return [check_positive_int(width, "width")] * depth
 
 
 def born_dead_probability(depth: int, width: int | Sequence[int]) -> float:
@@ -125,31 +119,12 @@ class BornDeadEstimate:
 
 def grid_inputs(n_per_axis: int = 20, *, dim: int = 2, low: float = -1.0, high: float = 1.0) -> NDArray[np.float64]:
     """A dense regular grid over [low, high]^dim: (n_per_axis**dim, dim) float64."""
-    n = _check_count(n_per_axis, "n_per_axis")
-    d = _check_count(dim, "dim")
+    n = check_positive_int(n_per_axis, "n_per_axis")
+    d = check_positive_int(dim, "dim")
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"need finite low < high, got low={low}, high={high}")
     axes = [np.linspace(low, high, n)] * d
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
-
-
-def _draw(
-    rng: np.random.Generator | np.random.RandomState, init: str, k: int, fan_in: int, fan_out: int, std: float
-) -> NDArray[np.float64]:
-    """k weight matrices (k, fan_in, fan_out) with the distributions of :func:`reluscope.nn.init.init_weight`."""
-    shape = (k, fan_in, fan_out)
-    if init == "xavier_uniform":
-        limit = math.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-limit, limit, size=shape)
-    if init == "he":
-        scale = math.sqrt(2.0 / fan_in)
-    elif init == "xavier":
-        scale = math.sqrt(2.0 / (fan_in + fan_out))
-    else:
-        scale = std
-    w = rng.standard_normal(shape)
-    w *= scale
-    return w
 
 
 def born_dead_monte_carlo(
@@ -184,14 +159,14 @@ def born_dead_monte_carlo(
         Seed or Generator for the weights (and the default input).
     """
     widths = _widths(depth, width)
-    n = _check_count(n_inits, "n_inits")
+    n = check_positive_int(n_inits, "n_inits")
     init = check_init(init)
     std = check_positive(std, "std")
     bias = _check_finite(bias, "bias")
     rng = as_rng(seed)
     x: NDArray[np.floating[Any]]
     if inputs is None:
-        x = rng.standard_normal((1, _check_count(input_dim, "input_dim")))
+        x = rng.standard_normal((1, check_positive_int(input_dim, "input_dim")))
     else:
         x = check_finite_array(inputs, "inputs", ndim=2, dtype="float64")
     m, d = x.shape
@@ -205,7 +180,8 @@ def born_dead_monte_carlo(
         alive = np.ones(k, dtype=bool)
         first_k = np.full(k, -1)
         for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-            w = _draw(rng, init, k, fan_in, fan_out, std)  # drawn for every init so the stream is reproducible
+            # drawn for every init so the stream is reproducible
+            w = init_weight(init, fan_in, fan_out, rng=rng, std=std, count=k)
             z = np.matmul(h, w)
             if bias:
                 z += bias

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.diagnose._scan import _check_batch_size, scan
+from reluscope._validate import check_positive_int
+from reluscope.diagnose._scan import scan
 from reluscope.diagnose._stats import ActivationStats
 from reluscope.train import Callback, DivergenceError, TrainState
 
@@ -106,12 +106,6 @@ class UnitHistory:
         }
 
 
-def _check_every(every: Any) -> int:
-    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-        raise ValueError(f"every must be a positive integer (epochs between scans), got {every!r}")
-    return int(every)
-
-
 class DeadUnitTracker(Callback):
     """A :func:`reluscope.train.fit` callback scanning the whole training set for dead units.
 
@@ -137,8 +131,8 @@ class DeadUnitTracker(Callback):
 
     def __init__(self, X: NDArray[Any] | None = None, every: int = 1, batch_size: int = 1024) -> None:
         self.X: NDArray[Any] | None = X
-        self.every: int = _check_every(every)
-        self.batch_size: int = _check_batch_size(batch_size)
+        self.every: int = check_positive_int(every, "every", example=1)  # epochs between scans
+        self.batch_size: int = check_positive_int(batch_size, "batch_size", example=256)
         self.epochs: list[int] = []
         self.n_samples: int = 0
         self.stats: ActivationStats | None = None  # the latest scan

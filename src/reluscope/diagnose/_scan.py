@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from reluscope._validate import check_positive_int
 from reluscope.diagnose._stats import ActivationStats
 
 if TYPE_CHECKING:
@@ -18,15 +18,6 @@ __all__ = ["Progress", "dead_units", "scan"]
 
 Progress = Callable[[int, int], None]
 """``progress(n_done, n_total)``, called after every batch (e.g. to advance a rich progress bar)."""
-
-# activations whose output is never negative: |act| == act, so the abs pass can be skipped
-_NONNEGATIVE = frozenset({"relu", "sigmoid"})
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}; e.g. batch_size=256")
-    return int(batch_size)
 
 
 def scan(
@@ -44,14 +35,14 @@ def scan(
 
     Raises ValueError if X is not (N, D) finite numbers with D = ``net.sizes[0]``, or the net has no hidden layer.
     """
-    bs = _check_batch_size(batch_size)
+    bs = check_positive_int(batch_size, "batch_size", example=256)
     names = net.hidden_names
     if not names:
         raise ValueError(f"MLP{net.sizes} has no hidden layer, so there are no units to diagnose")
     X = net.check_input(X)
     n = X.shape[0]
     stats = ActivationStats() if stats is None else stats
-    nonneg = net.activation.name in _NONNEGATIVE
+    nonneg = net.activation.spec.nonnegative  # |act| == act: the abs pass can be skipped
     for start in range(0, n, bs):
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by stats.update as an error
             hidden = net.hidden_outputs(X[start : start + bs])

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ActivationStats"]
+from reluscope._validate import check_tau
+
+__all__ = ["ActivationStats", "renormalise", "two_sum_into"]
 
 _FORMAT = "reluscope.ActivationStats"
 _AXIS_SOURCES = ("linear", "conv", "rule", "user")
@@ -97,8 +98,13 @@ class _Site:
         }
 
 
-def _two_sum_into(hi: F64, lo: F64, x: F64) -> None:
-    """(hi, lo) += x exactly up to the rounding of ``lo`` (Knuth's TwoSum, elementwise, in place)."""
+def two_sum_into(hi: F64, lo: F64, x: F64) -> None:
+    """(hi, lo) += x exactly up to the rounding of ``lo`` (Knuth's TwoSum, elementwise, in place).
+
+    hi, lo, x: float64 arrays of one shape (units,). The compensated sum behind :class:`ActivationStats`' exact,
+    order-independent |activation| totals; shared with :func:`reluscope.torch.all_reduce`. Knuth, TAOCP vol. 2,
+    4.2.2, Theorem B.
+    """
     s = hi + x
     bb = s - hi
     err = (hi - (s - bb)) + (x - bb)
@@ -106,10 +112,11 @@ def _two_sum_into(hi: F64, lo: F64, x: F64) -> None:
     lo += err
 
 
-def _renormalise(hi: F64, lo: F64) -> None:
+def renormalise(hi: F64, lo: F64) -> None:
     """Make ``hi`` the rounded value of hi + lo and ``lo`` the exact remainder (FastTwoSum, |hi| >= |lo|).
 
     After this the pair is canonical: equal totals give equal (hi, lo), whatever order the parts came in.
+    hi, lo: float64 arrays of one shape, modified in place. Dekker 1971 (FastTwoSum).
     """
     s = hi + lo
     err = lo - (s - hi)
@@ -209,8 +216,8 @@ class ActivationStats:
             site = self._sites[name] = _Site.empty(shape)
         site.n_samples += n
         site.fire_count += counts
-        _two_sum_into(site.abs_sum, site.abs_sum_lo, abs_sum)
-        _renormalise(site.abs_sum, site.abs_sum_lo)
+        two_sum_into(site.abs_sum, site.abs_sum_lo, abs_sum)
+        renormalise(site.abs_sum, site.abs_sum_lo)
         np.maximum(site.max_pre, max_pre, out=site.max_pre)
         if site.position_fire_count is not None and pos_counts is not None:
             site.position_fire_count += pos_counts
@@ -338,9 +345,9 @@ class ActivationStats:
                 mine.sample_shape = None  # e.g. sequences of another length: positions per sample vary
             mine.n_samples += theirs.n_samples
             mine.fire_count += theirs.fire_count
-            _two_sum_into(mine.abs_sum, mine.abs_sum_lo, theirs.abs_sum)
+            two_sum_into(mine.abs_sum, mine.abs_sum_lo, theirs.abs_sum)
             mine.abs_sum_lo += theirs.abs_sum_lo
-            _renormalise(mine.abs_sum, mine.abs_sum_lo)
+            renormalise(mine.abs_sum, mine.abs_sum_lo)
             np.maximum(mine.max_pre, theirs.max_pre, out=mine.max_pre)
             if mine.position_fire_count is not None and theirs.position_fire_count is not None:
                 mine.position_fire_count += theirs.position_fire_count
@@ -440,19 +447,27 @@ class ActivationStats:
         """Fraction of the site's units that are dead."""
         return float(np.mean(self.dead_mask(name)))
 
-    def frequency(self, name: str) -> F64:
-        """(units,) float64 activation frequency: fraction of samples on which the unit fired (0 if no samples)."""
+    def fire_rate(self, name: str) -> F64:
+        """(units,) float64 fire rate: the fraction of samples on which the unit fired (0 if no samples)."""
         site = self._site(name)
         if site.n_samples == 0:
             return np.zeros(site.units)
         return site.fire_count / float(site.n_samples)
 
-    def position_frequency(self, name: str) -> F64:
+    def frequency(self, name: str) -> F64:
+        """(units,) float64: the :meth:`fire_rate` under its name in the DESIGN contract ("activation frequency")."""
+        return self.fire_rate(name)
+
+    def position_fire_rate(self, name: str) -> F64:
         """(C, H, W) float64: per-position fire rate of a conv site."""
         site = self._site(name)
         if site.position_fire_count is None:
             raise ValueError(f"{name} is a dense site; per-position fire rates exist only for (N, C, H, W) inputs")
         return site.position_fire_count / float(max(site.n_samples, 1))
+
+    def position_frequency(self, name: str) -> F64:
+        """(C, H, W) float64: :meth:`position_fire_rate` under its earlier name."""
+        return self.position_fire_rate(name)
 
     def mean_abs_activation(self, name: str) -> F64:
         """(units,) float64: mean |activation| per sample (and per position for conv sites)."""
@@ -475,17 +490,14 @@ class ActivationStats:
 
     def dormant_mask(self, name: str, tau: Any = 0.1) -> NDArray[np.bool_]:
         """(units,) bool: τ-dormant units, score <= tau (tau=0 is "never active": dead for ReLU)."""
-        bad = isinstance(tau, bool) or not isinstance(tau, numbers.Real)
-        if bad or not (math.isfinite(float(tau)) and float(tau) >= 0):
-            raise ValueError(f"tau must be a finite number >= 0, got {tau!r}; Sokar et al. use 0.0 to 0.1")
-        return self.dormant_scores(name) <= float(tau)
+        return self.dormant_scores(name) <= check_tau(tau)
 
     def nearly_dead(self, name: str, threshold: float = 0.01) -> NDArray[np.bool_]:
         """(units,) bool: units that fired, but on fewer than ``threshold`` of the samples."""
         if not (isinstance(threshold, int | float) and 0 <= threshold <= 1):
             raise ValueError(f"threshold must be a fire rate in [0, 1], got {threshold!r}; e.g. 0.01 for 1%")
         site = self._site(name)
-        return (site.fire_count > 0) & (self.frequency(name) < threshold)
+        return (site.fire_count > 0) & (self.fire_rate(name) < threshold)
 
     def all_dead(self, name: str) -> bool:
         """True when the site was zero on every sample (every unit dead): everything downstream is constant."""
@@ -509,7 +521,7 @@ class ActivationStats:
                     "dead": dead,
                     "dead_fraction": dead / site.units,
                     "nearly_dead": int(np.count_nonzero(self.nearly_dead(name, nearly_dead_threshold))),
-                    "median_fire_rate": float(np.median(self.frequency(name))),
+                    "median_fire_rate": float(np.median(self.fire_rate(name))),
                     "dormant": dormant,
                     "dormant_fraction": dormant / site.units,
                     "tau": float(tau),
@@ -526,7 +538,7 @@ class ActivationStats:
         rows: list[tuple[float, float, int, int]] = []
         names = list(self._sites)
         for li, name in enumerate(names):
-            freq = self.frequency(name)
+            freq = self.fire_rate(name)
             max_pre = self._sites[name].max_pre
             take = min(k, freq.size)
             order = np.lexsort((max_pre, freq))[:take]

@@ -30,9 +30,10 @@ from reluscope.explain._build import (
     explain_net,
     load_weights,
 )
+from reluscope.explain._build import fmt as fmt  # not in __all__: a display helper, kept for docs/_tutorial_gen.py
 from reluscope.explain._circuit import SCALAR_LIMITS, Box, Circuit, Label, Line, circuit, render_svg, scalar_fits
 from reluscope.explain._html import html_fragment, render_html, write_html
-from reluscope.explain._render import fmt, render_json, render_markdown, rich_sections
+from reluscope.explain._render import render_json, render_markdown, rich_sections
 
 __all__ = [
     "DEFAULTS",
@@ -53,7 +54,6 @@ __all__ = [
     "circuit",
     "explain",
     "explain_net",
-    "fmt",
     "html_fragment",
     "load_weights",
     "render_html",

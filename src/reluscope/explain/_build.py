@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from reluscope._npz import read_npz
 from reluscope._validate import as_rng, check_finite_array, check_labels, check_positive
-from reluscope.nn import MLP, SGD, Activation, get_activation
+from reluscope.nn import MLP, REGISTRY, SGD, Activation, get_activation
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
 from reluscope.nn.gradcheck import check_gradients
@@ -44,7 +44,8 @@ __all__ = [
 BoolArray = NDArray[np.bool_]
 
 #: Activations ``explain`` can narrate (PReLU's learned slope would add a parameter; it is not covered).
-SUPPORTED_ACTIVATIONS = ("relu", "leaky", "elu", "sigmoid", "tanh")
+SUPPORTED_ACTIVATIONS = tuple(name for name, spec in REGISTRY.items() if not spec.learnable)
+"""Every registered activation without a learned parameter (the walkthrough shows W1, b1, W2, b2 only)."""
 #: The seed architecture's small defaults: 3 inputs, 4 hidden units, 3 classes, 2 samples.
 DEFAULTS: dict[str, int] = {"inputs": 3, "hidden": 4, "classes": 3, "samples": 2}
 #: Keys a ``--weights`` file must hold.
@@ -443,7 +444,7 @@ def explain(
         D, H, C, N. Default 3, 4, 3, 2, or whatever ``params``/``X`` imply; given together, they must agree.
         Without ``params`` and ``classes``, labels ``y`` imply ``C = max(y) + 1`` (at least 2).
     activation, slope
-        relu (default), leaky (with ``slope``), elu, sigmoid or tanh.
+        relu (default), leaky (with ``slope``), or any other name in :data:`SUPPORTED_ACTIVATIONS`.
     lr
         Learning rate of the SGD step shown at the end.
     reg
@@ -555,7 +556,10 @@ def _alternatives(chosen: Activation) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
+    """A number for display: exactly 0 prints as ``0`` (so a closed gate is unmistakable), else 4 significant
+    digits. The one number format of the notes and of every renderer."""
+    v = float(v)
     return "0" if v == 0 else f"{v:.4g}"
 
 
@@ -599,7 +603,7 @@ def _gate_notes(
                 f"still learn from it, so gradient descent is not killed"
             )
         else:
-            lg = ", ".join(f"{_fmt(e.local_grad)}" for e in entries)
+            lg = ", ".join(f"{fmt(e.local_grad)}" for e in entries)
             notes.append(
                 f"sample {s}: unit{plural} {_units(units)} did not fire (z1 <= 0), but {act.name} passes "
                 f"f'(z1) = {lg} of the gradient there, so the incoming weights W1[:, j] and bias b1[j] still get "
@@ -616,13 +620,13 @@ def _gate_notes(
             else:
                 notes.append(
                     f"sample {e.sample}, unit {e.unit}: z1 is exactly 0; {act.name}'s derivative there is "
-                    f"{_fmt(e.local_grad)} (f'(z) = {act.derivative})"
+                    f"{fmt(e.local_grad)} (f'(z) = {act.derivative})"
                 )
     if dead:
         many = len(dead) > 1
         which = f"units {_units(dead)}" if many else f"unit {dead[0]}"
         j = "j" if many else str(dead[0])
-        if act.name == "relu" or (act.name == "leaky" and act.slope == 0):
+        if act.spec.stuck_off(act):
             l2 = (
                 f" (only the L2 term reg * W1[:, {j}] moves {'their' if many else 'its'} weights, toward 0)"
                 if reg
@@ -644,10 +648,10 @@ def _gate_notes(
                 f"sample {s}: no hidden unit fired, so h[{s}] = 0 and scores[{s}] = b2: the output is constant "
                 "for this sample and nothing before the output layer learns from it"
             )
-    if act.name in ("sigmoid", "tanh"):
+    if act.spec.no_gate is not None:
         notes.append(
             f"{act.name} has no gate: f'(z) > 0 for every z, so every unit passes some gradient on every sample; "
-            "large |z1| saturates it and shrinks the gradient, but never to exactly 0"
+            f"{act.spec.no_gate}"
         )
     return notes
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.explain._build import Explanation, Step
+from reluscope.explain._build import Explanation, Step, fmt
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -25,13 +25,6 @@ MAX_COLS = 12
 
 
 # Shared text ------------------------------------------------------------------------------------------------------
-def fmt(v: float) -> str:
-    """A number for display: exactly 0 prints as ``0`` (so a closed gate is unmistakable), else 4 significant
-    digits."""
-    v = float(v)
-    return "0" if v == 0 else f"{v:.4g}"
-
-
 def _shape(shape: tuple[int, ...]) -> str:
     return "scalar" if not shape else str(tuple(shape))
 

@@ -2,7 +2,16 @@
 optimizers, the :class:`MLP`, and gradient checks (:mod:`~reluscope.nn.gradcheck`)."""
 
 from reluscope.nn import functional
-from reluscope.nn.activations import ACTIVATIONS, Activation, get_activation
+from reluscope.nn.activations import (
+    ACTIVATIONS,
+    REGISTRY,
+    Activation,
+    ActivationSpec,
+    fires,
+    get_activation,
+    get_spec,
+    register,
+)
 from reluscope.nn.init import INITS, init_bias, init_weight
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import OPTIMIZERS, SGD, Adam, Optimizer, get_optimizer
@@ -12,13 +21,18 @@ __all__ = [
     "INITS",
     "MLP",
     "OPTIMIZERS",
+    "REGISTRY",
     "SGD",
     "Activation",
+    "ActivationSpec",
     "Adam",
     "Optimizer",
+    "fires",
     "functional",
     "get_activation",
     "get_optimizer",
+    "get_spec",
     "init_bias",
     "init_weight",
+    "register",
 ]

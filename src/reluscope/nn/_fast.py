@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.nn.activations import Activation
+from reluscope.nn.activations import Activation, get_spec
 from reluscope.nn.functional import Array
 
 __all__ = [
-    "NEEDS_EXTRA",
     "Batch",
     "HiddenBuffers",
     "Workspace",
@@ -46,7 +45,6 @@ __all__ = [
 ]
 
 FEW_CLASSES = 16  # up to this many classes, the row max of the scores is taken column by column
-NEEDS_EXTRA = frozenset({"prelu", "elu"})  # activations that need a third (N, H) buffer per hidden layer
 
 
 @dataclass
@@ -100,7 +98,7 @@ class Workspace:
         self.sizes = sizes
         self.dtype = dtype
         self.capacity = capacity
-        extra = activation in NEEDS_EXTRA
+        extra = get_spec(activation).needs_extra  # a third (N, H) buffer per hidden layer
         hidden = sizes[1:-1]
         self._c = c = sizes[-1]
         self._out = [np.empty((capacity, h), dtype) for h in hidden]
@@ -174,64 +172,15 @@ def sum_axis_into(a: Array, axis: int, ones: Array, out: Array) -> None:
         np.add.reduce(a, axis=axis, out=out)
 
 
-def _fired_or(deriv: Array, value: Any, tmp: Array) -> None:
-    """deriv holds the firing mask (1.0/0.0); make it exactly 1 where fired and ``value`` where not, in place.
-
-    ``mask + (1 - mask) * value`` is exact: ``1 + 0*v == 1`` and ``0 + 1*v == v`` for finite v. ``value`` is a
-    scalar, a (H,) vector or an (N, H) array; ``tmp`` is (N, H) scratch.
-    """
-    np.subtract(1, deriv, out=tmp)
-    np.multiply(tmp, value, out=tmp)
-    np.add(deriv, tmp, out=deriv)
-
-
 def activation_forward(act: Activation, layer: HiddenBuffers, slope: Array | None) -> None:
     """In place: ``layer.out`` holds z (N, H) on entry and f(z) on exit; ``layer.deriv`` receives f'(z).
 
-    ``layer.dh`` is free during the forward and serves as scratch. ``slope`` is PReLU's (H,) slope vector.
-    Matches the reference pairs in :mod:`reluscope.nn.functional`, including f'(0) = 0 for ReLU (a unit exactly
-    at 0 did not fire) and the leaky slope at exactly 0.
+    Runs the registry entry's fast kernel (:attr:`reluscope.nn.activations.ActivationSpec.fast`); ``layer.dh`` is
+    free during the forward and serves as scratch. ``slope`` is PReLU's (H,) slope vector. Matches the reference
+    pairs in :mod:`reluscope.nn.functional`, including f'(0) = 0 for ReLU (a unit exactly at 0 did not fire) and
+    the leaky slope at exactly 0.
     """
-    z, deriv, tmp = layer.out, layer.deriv, layer.dh
-    name = act.name
-    if name in ("relu", "leaky", "prelu"):
-        np.greater(z, 0, out=deriv)  # the firing mask, 1.0/0.0 in the layer's dtype
-        if name == "leaky":
-            _fired_or(deriv, act.slope, tmp)
-        elif name == "prelu":
-            assert slope is not None and layer.extra is not None
-            np.minimum(z, 0, out=layer.extra)  # kept for the slope gradient
-            _fired_or(deriv, slope, tmp)
-        np.multiply(z, deriv, out=z)  # relu: z * mask; leaky/prelu: z if fired else slope * z
-    elif name == "elu":
-        # out = z if z > 0 else alpha * expm1(min(z, 0)); f'(z) = 1 if z > 0 else out + alpha
-        a = act.alpha
-        np.minimum(z, 0, out=tmp)
-        np.expm1(tmp, out=tmp)
-        np.multiply(tmp, a, out=tmp)  # the negative branch; exactly 0 where z > 0
-        np.greater(z, 0, out=deriv)
-        np.maximum(z, 0, out=z)
-        np.add(z, tmp, out=z)  # z + 0 where fired, 0 + negative branch where not
-        np.add(tmp, a, out=tmp)  # out + alpha (used where not fired)
-        assert layer.extra is not None
-        _fired_or(deriv, tmp, layer.extra)
-    elif name == "sigmoid":
-        # out = 1/(1+e) if z >= 0 else e/(1+e), e = exp(-|z|) (never overflows); f'(z) = out * (1 - out)
-        np.abs(z, out=tmp)
-        np.negative(tmp, out=tmp)
-        np.exp(tmp, out=tmp)  # e
-        np.greater_equal(z, 0, out=deriv)  # 1.0 where z >= 0
-        np.subtract(1, deriv, out=z)  # z is no longer needed: numerator = mask + (1 - mask) * e, exactly
-        np.multiply(z, tmp, out=z)
-        np.add(z, deriv, out=z)
-        np.add(tmp, 1, out=tmp)
-        np.divide(z, tmp, out=z)
-        np.subtract(1, z, out=deriv)
-        np.multiply(deriv, z, out=deriv)
-    else:  # tanh: f'(z) = 1 - out**2
-        np.tanh(z, out=z)
-        np.multiply(z, z, out=deriv)
-        np.subtract(1, deriv, out=deriv)
+    act.spec.fast(act, layer.out, layer.deriv, layer.dh, layer.extra, slope)
 
 
 def activation_backward(layer: HiddenBuffers, dslope: Array | None, ones: Array) -> None:

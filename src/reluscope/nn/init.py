@@ -41,14 +41,24 @@ def check_init(name: str) -> str:
     return key
 
 
-def init_weight(name: str, fan_in: int, fan_out: int, *, rng: Rng, dtype: Any = np.float64, std: float = 0.01) -> Array:
+def init_weight(
+    name: str,
+    fan_in: int,
+    fan_out: int,
+    *,
+    rng: Rng,
+    dtype: Any = np.float64,
+    std: float = 0.01,
+    count: int | None = None,
+) -> Array:
     """A (fan_in, fan_out) weight matrix drawn with initialiser ``name``; ``std`` is used by ``normal`` only.
 
-    Draws are made in float64 and cast, so float32 and float64 nets from one seed hold the same weights
-    up to rounding.
+    ``count`` draws that many matrices in one call, shape (count, fan_in, fan_out) (the born-dead Monte Carlo
+    draws its initialisations this way). Draws are made in float64 and cast, so float32 and float64 nets from one
+    seed hold the same weights up to rounding.
     """
     key = check_init(name)
-    shape = (fan_in, fan_out)
+    shape = (fan_in, fan_out) if count is None else (count, fan_in, fan_out)
     if key == "xavier_uniform":
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         w = rng.uniform(-limit, limit, size=shape)
@@ -59,7 +69,8 @@ def init_weight(name: str, fan_in: int, fan_out: int, *, rng: Rng, dtype: Any = 
             scale = np.sqrt(2.0 / (fan_in + fan_out))
         else:
             scale = check_positive(std, "init_std")
-        w = scale * rng.standard_normal(shape)
+        w = rng.standard_normal(shape)
+        w *= scale  # in place: the Monte Carlo's blocks are large
     return w.astype(dtype, copy=False)
 
 

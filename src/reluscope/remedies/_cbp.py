@@ -34,11 +34,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng
-from reluscope.nn.init import init_weight
+from reluscope._validate import RNGLike, as_rng, check_fraction
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
-from reluscope.remedies._common import check_fraction
+from reluscope.remedies._redo import reinit_incoming, zero_state
 
 __all__ = ["CBPReport", "ContinualBackprop", "check_cbp_options"]
 
@@ -184,17 +183,8 @@ class ContinualBackprop:
             )
         net, p = self.net, self.net.params
         for layer, idx in enumerate(units, start=1):
-            if idx.size == 0:
-                continue
-            fan_in, fan_out = net.sizes[layer - 1], net.sizes[layer]
-            fresh = init_weight(net.init, fan_in, fan_out, rng=self.rng, dtype=net.dtype, std=net.init_std)
-            p[f"W{layer}"][:, idx] = fresh[:, idx]
-            p[f"b{layer}"][idx] = net.bias_init
-            zero_state(optimizer, f"W{layer}", (slice(None), idx))
-            zero_state(optimizer, f"b{layer}", (idx,))
-            if f"a{layer}" in p:
-                p[f"a{layer}"][idx] = net.activation.slope
-                zero_state(optimizer, f"a{layer}", (idx,))
+            if idx.size:
+                reinit_incoming(net, optimizer, layer, idx, self.rng)
         # outgoing weights last, so every replaced unit ends with zero outgoing weights
         for layer, idx in enumerate(units, start=1):
             if idx.size == 0:
@@ -218,11 +208,3 @@ class ContinualBackprop:
         return CBPReport(
             step=self.steps, units={n: u.tolist() for n, u in zip(self.net.hidden_names, units, strict=True)}
         )
-
-
-def zero_state(optimizer: Optimizer | None, key: str, index: tuple[Any, ...]) -> None:
-    """Zero ``optimizer.state[key][*][index]`` for every buffer (Adam m/v, SGD velocity, ...)."""
-    if optimizer is None:
-        return
-    for buf in optimizer.state.get(key, {}).values():
-        buf[index] = 0

@@ -1,10 +1,10 @@
-"""Leaky swap for the numpy MLP, and the "dead by gradient" view that shows why it works.
+"""Leaky swap for the numpy MLP, and the *stuck* view that shows why it works.
 
 A leaky ReLU unit can sit below zero on every sample — it never *fires*, so the firing statistics still count it
 as dead — but its derivative there is ``slope > 0``, so its incoming weights keep receiving gradient and it can
-come back. :func:`dead_by_gradient` counts the units whose activation derivative is 0 on every sample: the ones
-gradient descent cannot revive from the data. For ReLU it equals the firing view; for leaky ReLU (slope > 0) it
-is empty by construction.
+come back. :func:`stuck_units` finds the *stuck* units (docs/glossary.md): activation derivative 0 on every
+sample, so gradient descent cannot revive them from the data. For ReLU stuck equals dead; for leaky ReLU
+(slope > 0) no unit is stuck, by construction.
 """
 
 from __future__ import annotations
@@ -14,13 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_positive
+from reluscope._validate import check_positive, check_positive_int
+from reluscope.nn import REGISTRY
 from reluscope.nn.model import MLP
-from reluscope.remedies._common import check_positive_int
 
-__all__ = ["dead_by_gradient", "leaky_swap"]
-
-_SWAPPABLE = ("relu", "leaky")
+__all__ = ["dead_by_gradient", "leaky_swap", "stuck_units"]
 
 
 def leaky_swap(net: MLP, slope: float = 0.01) -> MLP:
@@ -48,17 +46,19 @@ def leaky_swap(net: MLP, slope: float = 0.01) -> MLP:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a reluscope.nn.MLP, got {type(net).__name__}; for torch use swap_relu_to_leaky")
     slope = check_positive(slope, "slope")
-    if net.activation.name not in _SWAPPABLE:
+    leaky = net.activation.spec.leaky
+    if leaky is None:
+        swappable = [name for name, spec in REGISTRY.items() if spec.leaky is not None]
         raise ValueError(
             f"leaky_swap converts ReLU networks, got activation {net.activation.name!r}; "
-            f"build MLP(..., activation='leaky') instead, or swap only a {' or '.join(_SWAPPABLE)} network"
+            f"build MLP(..., activation='leaky') instead, or swap only a {' or '.join(swappable)} network"
         )
-    config = {**net.config(), "activation": "leaky", "slope": slope}
+    config = {**net.config(), "activation": leaky, "slope": slope}
     return MLP.from_params(config, net.params)
 
 
-def dead_by_gradient(net: MLP, X: NDArray[Any], batch_size: int = 1024) -> dict[str, NDArray[np.bool_]]:
-    """``{"hidden1": bool (units,), ...}``: units whose activation derivative is 0 on every row of X (N, D).
+def stuck_units(net: MLP, X: NDArray[Any], batch_size: int = 1024) -> dict[str, NDArray[np.bool_]]:
+    """``{"hidden1": bool (units,), ...}``: the *stuck* units, activation derivative 0 on every row of X (N, D).
 
     Such a unit passes no gradient from the data to its incoming weights and bias (only L2 or optimizer momentum
     can move them). For ReLU this is "pre-activation <= 0 everywhere" (the firing view); for leaky ReLU with a
@@ -77,3 +77,7 @@ def dead_by_gradient(net: MLP, X: NDArray[Any], batch_size: int = 1024) -> dict[
             deriv, _ = net.activation.backward(np.ones_like(pre), cache)
             alive[layer - 1] |= (deriv != 0).any(axis=0)
     return {name: ~a for name, a in zip(names, alive, strict=True)}
+
+
+dead_by_gradient = stuck_units
+"""The earlier name of :func:`stuck_units` ("dead by gradient"), kept for existing callers and records."""

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_finite_array, check_labels, check_positive
+from reluscope._validate import check_finite_array, check_fraction, check_labels, check_positive, check_positive_int
 from reluscope.diagnose import ActivationStats, scan
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer, get_optimizer
-from reluscope.remedies._common import check_fraction, check_positive_int
 from reluscope.train import Callback, DivergenceError, TrainState, fit
 
 __all__ = ["DeathSpikeDetector", "LRRangeResult", "LRTrial", "lr_range_test", "overall_dead_fraction"]
@@ -304,7 +303,7 @@ class DeathSpikeDetector(Callback):
             h = X[start : start + self.batch_size]
             for layer, f in enumerate(fired, start=1):
                 z = h @ p[f"W{layer}"] + p[f"b{layer}"]
-                f |= (z > 0).any(axis=0)
+                f |= net.activation.spec.fires(z).any(axis=0)
                 if layer < len(fired):
                     h = net.activation.forward(z, p.get(f"a{layer}"))[0]
         return {name: 1.0 - float(f.mean()) for name, f in zip(net.hidden_names, fired, strict=True)}

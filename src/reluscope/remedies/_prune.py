@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reluscope.diagnose import ActivationStats
-from reluscope.nn import MLP
+from reluscope.nn import MLP, ActivationSpec, get_spec
 from reluscope.remedies._redo import check_tau, recycle_mask
 
 __all__ = ["PruneReport", "PrunedLayer", "PrunedSite", "check_fold", "prune_dead"]
@@ -283,9 +283,12 @@ class PruneReport:
 
 
 # numpy MLP ----------------------------------------------------------------------------------------------------
-# sign of f(x) for x <= 0 (a dead unit's every output): 0 never nonzero, -1 never positive, +1 never negative
-_NEGATIVE_SIDE_SIGN = {"relu": 0.0, "leaky": -1.0, "elu": -1.0, "tanh": -1.0, "sigmoid": 1.0}
-_NONNEGATIVE = frozenset({"relu", "sigmoid"})
+def _spec(function: str) -> ActivationSpec | None:
+    """The registry entry of a numpy activation name or a torch label that names the same function, else None."""
+    try:
+        return get_spec(function)
+    except ValueError:
+        return None
 
 
 def unit_means(
@@ -296,14 +299,13 @@ def unit_means(
     label; ``slope`` is PReLU's per-unit slope. Positions of a conv site count as samples (per-channel mean)."""
     mean_abs = stats.mean_abs_activation(name)
     dead = stats.dead_mask(name)
-    if function in _NONNEGATIVE or function in ("relu6", "hardtanh"):
+    spec = _spec(function)
+    if (spec is not None and spec.nonnegative) or function in ("relu6", "hardtanh"):  # torch-only rectifiers
         return mean_abs, np.ones_like(dead)
     if function == "prelu" and slope is not None:
         sign = -np.sign(np.broadcast_to(np.asarray(slope, np.float64), mean_abs.shape))
-    elif function == "softplus":  # pragma: no cover - not a rectifier site today
-        sign = np.ones_like(mean_abs)
-    else:
-        sign = np.full_like(mean_abs, _NEGATIVE_SIDE_SIGN.get(function, -1.0))
+    else:  # the sign of f where a dead unit lives, from the registry; -1 for a torch-only function (GELU, SiLU)
+        sign = np.full_like(mean_abs, -1.0 if spec is None else spec.negative_side_sign)
     known = dead | ~candidates
     return np.where(dead, sign * mean_abs, 0.0), known
 

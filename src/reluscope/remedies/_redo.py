@@ -15,33 +15,21 @@ The output layer's units (columns of ``W{L}``, ``b{L}``) are never recycled.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng
+from reluscope._validate import RNGLike, as_rng, check_positive_int
+from reluscope._validate import check_tau as check_tau  # kept importable from here for existing callers
 from reluscope.diagnose import ActivationStats, scan
 from reluscope.nn.init import init_weight
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
-from reluscope.remedies._common import check_positive_int
 from reluscope.train import Callback, TrainState
 
-__all__ = ["ReDoCallback", "ReDoReport", "check_tau", "default_redo_until", "recycle_mask", "redo"]
-
-
-def check_tau(tau: Any) -> float:
-    """``tau`` as a float if it is a finite number >= 0; a ValueError that says so otherwise."""
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(
-            f"tau must be a finite number >= 0, got {tau!r}; tau=0 recycles dead units only, "
-            "Sokar et al. use tau=0.025 to 0.1 for dormant ones"
-        )
-    return float(tau)
+__all__ = ["ReDoCallback", "ReDoReport", "default_redo_until", "recycle_mask", "redo", "reinit_incoming", "zero_state"]
 
 
 def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bool_]:
@@ -136,12 +124,34 @@ def _check_stats(net: MLP, stats: Any) -> ActivationStats:
     return stats
 
 
-def _zero_state(optimizer: Optimizer | None, key: str, index: tuple[Any, ...]) -> None:
+def zero_state(optimizer: Optimizer | None, key: str, index: tuple[Any, ...]) -> None:
     """Zero ``optimizer.state[key][*][index]`` for every buffer (Adam m/v, SGD velocity, ...)."""
     if optimizer is None:
         return
     for buf in optimizer.state.get(key, {}).values():
         buf[index] = 0
+
+
+def reinit_incoming(
+    net: MLP, optimizer: Optimizer | None, layer: int, idx: NDArray[np.intp], rng: np.random.Generator | Any
+) -> None:
+    """Give units ``idx`` of hidden layer ``layer`` (1-based) fresh incoming weights, in place.
+
+    Column ``idx`` of ``W{layer}`` is drawn with the net's initialiser (a whole (fan_in, fan_out) matrix is drawn
+    from ``rng`` and its columns taken, so the stream does not depend on which units), ``b{layer}[idx]`` is reset to
+    ``bias_init``, a PReLU slope to its initial value, and the optimizer state of all of them is zeroed. The one
+    "recycle a unit's input side" step of ReDo and Continual Backprop; the outgoing side differs between them.
+    """
+    p = net.params
+    fan_in, fan_out = net.sizes[layer - 1], net.sizes[layer]
+    fresh = init_weight(net.init, fan_in, fan_out, rng=rng, dtype=net.dtype, std=net.init_std)
+    p[f"W{layer}"][:, idx] = fresh[:, idx]
+    p[f"b{layer}"][idx] = net.bias_init
+    zero_state(optimizer, f"W{layer}", (slice(None), idx))
+    zero_state(optimizer, f"b{layer}", (idx,))
+    if f"a{layer}" in p:
+        p[f"a{layer}"][idx] = net.activation.slope
+        zero_state(optimizer, f"a{layer}", (idx,))
 
 
 def redo(
@@ -188,7 +198,7 @@ def redo(
     Outgoing weights are zeroed, so on any input the recycled units contribute nothing right after the reset.
     The output is therefore bit-identical on the data the stats came from whenever the recycled units were
     zero on all of it: dead ReLU units (``tau=0``). A dormant unit that was slightly active, or a leaky/PReLU
-    unit that never fired (its negative side leaks), loses its small contribution.
+    unit that is dead (fired on no sample, but its negative side leaks), loses its small contribution.
     """
     stats = _check_stats(net, stats)
     tau = check_tau(tau)
@@ -214,17 +224,8 @@ def redo(
         sizes[name] = net.sizes[layer]
     # 1) incoming weights, bias, PReLU slope (and their optimizer state) of every recycled unit
     for layer, idx in enumerate(chosen, start=1):
-        if idx.size == 0:
-            continue
-        fan_in, fan_out = net.sizes[layer - 1], net.sizes[layer]
-        fresh = init_weight(net.init, fan_in, fan_out, rng=rng, dtype=net.dtype, std=net.init_std)
-        p[f"W{layer}"][:, idx] = fresh[:, idx]
-        p[f"b{layer}"][idx] = net.bias_init
-        _zero_state(optimizer, f"W{layer}", (slice(None), idx))
-        _zero_state(optimizer, f"b{layer}", (idx,))
-        if f"a{layer}" in p:
-            p[f"a{layer}"][idx] = net.activation.slope
-            _zero_state(optimizer, f"a{layer}", (idx,))
+        if idx.size:
+            reinit_incoming(net, optimizer, layer, idx, rng)
     # 2) outgoing weights last, so every recycled unit ends with zero outgoing weights
     for layer, idx in enumerate(chosen, start=1):
         if idx.size == 0:
@@ -233,7 +234,7 @@ def redo(
             mean_h = stats.mean_abs_activation(net.hidden_names[layer - 1])[idx]
             p[f"b{layer + 1}"] += (mean_h @ p[f"W{layer + 1}"][idx, :].astype(np.float64)).astype(net.dtype)
         p[f"W{layer + 1}"][idx, :] = 0
-        _zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
+        zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
     return ReDoReport(units=units, sizes=sizes, tau=tau)
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from reluscope.diagnose import ActivationStats
-from reluscope.diagnose._stats import _renormalise, _two_sum_into
+from reluscope.diagnose import ActivationStats, renormalise, two_sum_into
 
 __all__ = ["all_reduce"]
 
@@ -126,9 +125,9 @@ def all_reduce(stats: ActivationStats, group: Any = None) -> ActivationStats:
         hi = np.zeros(units)
         lo = np.zeros(units)
         for rank_sums in all_sums:
-            _two_sum_into(hi, lo, rank_sums[so : so + units].copy())
+            two_sum_into(hi, lo, rank_sums[so : so + units].copy())
             lo += rank_sums[so + units : so + 2 * units]
-            _renormalise(hi, lo)
+            renormalise(hi, lo)
         so += 2 * units
         sites.append(
             {

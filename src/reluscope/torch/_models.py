@@ -16,21 +16,8 @@ __all__ = ["from_mlp"]
 
 def _activation(net: MLP, layer: int) -> nn.Module:
     act = net.activation
-    if act.name == "relu":
-        return nn.ReLU()
-    if act.name == "leaky":
-        return nn.LeakyReLU(act.slope)
-    if act.name == "prelu":
-        a = torch.from_numpy(net.params[f"a{layer}"].copy())
-        module = nn.PReLU(num_parameters=a.shape[0], dtype=a.dtype)
-        with torch.no_grad():
-            module.weight.copy_(a)
-        return module
-    if act.name == "elu":
-        return nn.ELU(act.alpha)
-    if act.name == "sigmoid":
-        return nn.Sigmoid()
-    return nn.Tanh()
+    module: nn.Module = act.spec.torch_module(act, net.params.get(f"a{layer}"))
+    return module
 
 
 def from_mlp(net: MLP) -> nn.Sequential:

@@ -41,9 +41,9 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from reluscope._validate import check_positive_int, check_tau
 from reluscope.diagnose import ActivationStats
-from reluscope.remedies._common import check_positive_int
-from reluscope.remedies._redo import ReDoReport, check_tau, recycle_mask
+from reluscope.remedies import ReDoReport, recycle_mask
 from reluscope.torch._locate import RECTIFIER_FUNCTIONS, check_model, eval_mode, find_sites
 
 __all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "redo", "redo_plan"]
