@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shape", action="append", choices=names, help="run only this shape (repeatable)")
     ap.add_argument("--dtype", action="append", choices=["float32", "float64"], help="run only this dtype")
     args = ap.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # a log (stdout not a terminal) shows each row as it is measured
+        sys.stdout.reconfigure(line_buffering=True)
     reps = args.reps or (5 if args.quick else 40)
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.shape:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -22,6 +23,8 @@ from reluscope.nn import MLP
 
 
 def main() -> None:
+    if hasattr(sys.stdout, "reconfigure"):  # a log (stdout not a terminal) shows each row as it is measured
+        sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--sizes", default="784,1024,1024,10")
@@ -65,6 +68,10 @@ def main() -> None:
                     run_scan(xb, stats)
                     scan[s].append(time.perf_counter() - t0)
         assert stats.n_samples(names[0]) == args.n
+        print(
+            f"round {r + 1}/{args.rounds}: bare {sum(v[-1] for v in bare.values()) * 1e3:.1f} ms, "
+            f"scan {sum(v[-1] for v in scan.values()) * 1e3:.1f} ms"
+        )
 
     t_bare = sum(statistics.median(v) for v in bare.values())
     t_scan = sum(statistics.median(v) for v in scan.values())

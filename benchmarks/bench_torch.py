@@ -29,6 +29,7 @@ import argparse
 import copy
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -216,6 +217,8 @@ def bench_prune(name: str, model: nn.Module, x: torch.Tensor, rounds: int) -> No
 
 
 def main() -> None:
+    if hasattr(sys.stdout, "reconfigure"):  # a log (stdout not a terminal) shows each row as it is measured
+        sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=60, help="training steps per side")
     ap.add_argument("--scan-rounds", type=int, default=15, help="passes per side for the scan comparison")

@@ -101,8 +101,10 @@ def main() -> None:
     print("1. small CNN on 8x8 digits, SGD lr 0.05")
     train(seeded(SmallCNN, 0), X.reshape(-1, 1, 8, 8), y, lr=0.05, epochs=8)
 
-    for lr in (0.05, 2.0):
-        print(f"\n2. MLP [64, 128, 128, 10] on the same digits, SGD lr {lr}" + ("  (too high)" if lr > 1 else ""))
+    for section, lr in enumerate((0.05, 2.0), start=2):
+        print(
+            f"\n{section}. MLP [64, 128, 128, 10] on the same digits, SGD lr {lr}" + ("  (too high)" if lr > 1 else "")
+        )
         train(seeded(mlp, 0), X, y, lr=lr, epochs=8)
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
 

@@ -288,7 +288,8 @@ def test_lr_range_test_recommends_largest_before_first_failure(data):
     assert [t.ok for t in result.trials][:2] == [True, True]
     big = result.trials[2]
     assert big.dead_fraction > 0.2 and not big.ok
-    assert result.recommended_lr == 1.0
+    assert result.largest_ok_lr == 1.0 and result.first_failure_lr == 20.0
+    assert result.recommended_lr == 0.1  # margin=1 (default): one rate below the largest passing one
     huge = result.trials[3]
     assert not huge.ok
     for t in result.trials:

@@ -31,7 +31,7 @@ def test_lr_check_table_and_recommendation():
     assert res.exit_code == 0, res.output
     assert "learning-rate range test" in res.stdout
     assert "too many dead" in res.stdout
-    assert "recommended learning rate: 1 " in res.stdout
+    assert "recommended learning rate: 0.1 (one rate below 1 for a margin" in " ".join(res.stdout.split())
 
 
 def test_lr_check_json():
@@ -40,7 +40,9 @@ def test_lr_check_json():
     d = json.loads(res.stdout)
     assert [t["lr"] for t in d["trials"]] == pytest.approx([0.1, 1.0])
     assert all(len(t["losses"]) == 5 for t in d["trials"])
-    assert d["recommended_lr"] == pytest.approx(1.0)
+    assert d["largest_ok_lr"] == pytest.approx(1.0)
+    assert d["recommended_lr"] == pytest.approx(0.1)  # one rate below it: the default margin
+    assert d["margin"] == 1 and d["first_failure_lr"] is None
 
 
 def test_lr_check_no_safe_rate_exits_1():

@@ -145,7 +145,7 @@ SeedOpt = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed for data,
 SlopeOpt = Annotated[float, typer.Option(help="Negative slope of leaky ReLU / initial PReLU slope.")]
 InitStdOpt = Annotated[float, typer.Option(help="Standard deviation for --init normal (CS231n: 0.01).")]
 BiasInitOpt = Annotated[float, typer.Option(help="Initial value of every bias (> 0 fights born-dead units).")]
-OptimizerOpt = Annotated[str, typer.Option("--optimizer", "-o", help="sgd, momentum, nesterov, adam or adamw.")]
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="sgd, momentum, nesterov, adam or adamw.")]
 RegOpt = Annotated[float, typer.Option(help="L2 strength: adds 0.5*reg*sum(W**2) over weight matrices.")]
 BatchSizeOpt = Annotated[int, typer.Option(min=0, help="Samples per step; 0 = full batch (the CS231n case study).")]
 StandardizeOpt = Annotated[bool, typer.Option(help="Standardise features with training-set mean/std.")]

@@ -214,6 +214,12 @@ def diagnose(
     if torch_model is not None:
         if model is not None:
             raise ValueError("pass either MODEL (model.npz) or --torch-model, not both")
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "--torch-model needs PyTorch, which is not installed here: pip install 'reluscope[torch]'"
+            ) from None
         from reluscope.cli._torch_diagnose import is_import_string, parse_input_shape, parse_unit_axis, torch_diagnosis
 
         loader = data if is_import_string(data) else None

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from reluscope.remedies import LRRangeResult
 
-__all__ = ["lr_check", "parse_lrs", "render_lr_table", "sparkline"]
+__all__ = ["lr_check", "measured_lines", "parse_lrs", "render_lr_table", "sparkline"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -56,6 +56,39 @@ def sparkline(values: list[float], width: int = 16, *, log: bool = False) -> str
     if span <= 0:
         return _BARS[0] * len(picks)
     return "".join(_BARS[min(len(_BARS) - 1, int((v - lo) / span * len(_BARS)))] for v in picks)
+
+
+def measured_lines(result: LRRangeResult, *, n_samples: int) -> list[str]:
+    """What the range test measured, in words: the setting, the largest passing rate and the first failure."""
+    by_lr = {t.lr: t for t in result.trials}
+    lines = [
+        f"measured: {len(result.trials)} learning rates, {result.steps} steps each from the same initial weights; "
+        f"dead = hidden units that fired on none of the {n_samples} training samples after the last step"
+    ]
+    if result.largest_ok_lr is not None:
+        ok = by_lr[result.largest_ok_lr]
+        text = f"largest rate passing before the first failure: {ok.lr:.4g} ({ok.dead_fraction:.1%} dead)"
+        if result.first_failure_lr is not None:
+            bad = by_lr[result.first_failure_lr]
+            why = f"diverged at step {bad.diverged_at_step}" if bad.diverged else f"{bad.dead_fraction:.1%} dead"
+            text += f"; first failure: {bad.lr:.4g} ({why})"
+        else:
+            text += "; no rate failed (try a larger --lr-max to find the boundary)"
+        lines.append(text)
+    return lines
+
+
+def _why_recommended(result: LRRangeResult) -> str:
+    if result.recommended_lr == result.largest_ok_lr:
+        if result.margin == 0:
+            return f" (the largest with at most {result.threshold:.0%} dead units after {result.steps} steps)"
+        return f" (no smaller rate was tried, so no margin below {result.largest_ok_lr:.4g}: try a smaller --lr-min)"
+    assert result.largest_ok_lr is not None
+    steps = "one rate" if result.margin == 1 else f"{result.margin} rates"
+    return (
+        f" ({steps} below {result.largest_ok_lr:.4g} for a margin: {result.steps} steps undercount the units a rate "
+        "near the failure boundary kills over a long run; --margin 0 recommends the largest passing rate)"
+    )
 
 
 def parse_lrs(text: str) -> list[float] | None:
@@ -130,6 +163,14 @@ def lr_check(
     threshold: Annotated[
         float, typer.Option(help="Largest acceptable fraction of hidden units dead at the end of a trial.")
     ] = 0.1,
+    margin: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Recommend this many rates below the largest passing one: a short test undercounts the units a "
+            "rate near the failure boundary kills over a long run. 0 recommends the largest passing rate.",
+        ),
+    ] = 1,
     standardize: StandardizeOpt = False,
     seed: SeedOpt = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; only the recommendation.")] = False,
@@ -138,8 +179,9 @@ def lr_check(
     """Train briefly at increasing learning rates and recommend the largest that keeps units alive.
 
     Every learning rate trains a copy of the same initial network for --steps steps; a rate fails when training
-    diverges or leaves more than --threshold of the hidden units dead. The recommendation is the largest rate
-    below the first failure. Exit code 1 when even the smallest rate fails.
+    diverges or leaves more than --threshold of the hidden units dead. The recommendation is --margin rates (default
+    1) below the largest rate that passed before the first failure: 200 steps undercount the units a rate near
+    that boundary kills over a long run. Exit code 1 when even the smallest rate fails.
     """
     from reluscope.cli._progress import make_progress
     from reluscope.data import Standardizer
@@ -172,6 +214,7 @@ def lr_check(
             n_lrs=n_lrs,
             steps=steps,
             threshold=threshold,
+            margin=margin,
             optimizer=optimizer,
             reg=reg,
             batch_size=batch_size or None,
@@ -192,14 +235,17 @@ def lr_check(
                 f"try a smaller range (--lr-min {smallest.lr / 100:.4g}) or a larger --threshold"
             )
         else:
+            for line in measured_lines(result, n_samples=int(X.shape[0])):
+                summary.print(line, soft_wrap=True)
             summary.print(
-                f"recommended learning rate: [bold]{result.recommended_lr:.4g}[/bold] "
-                f"(largest with at most {result.threshold:.0%} dead units after {result.steps} steps"
+                f"recommended learning rate: [bold]{result.recommended_lr:.4g}[/bold]"
+                + _why_recommended(result)
                 + (
-                    f"; lowest loss at {result.lowest_loss_lr:.4g})"
+                    f"; lowest loss at {result.lowest_loss_lr:.4g}"
                     if result.lowest_loss_lr is not None and result.lowest_loss_lr != result.recommended_lr
-                    else ")"
-                )
+                    else ""
+                ),
+                soft_wrap=True,
             )
     if result.recommended_lr is None:
         raise typer.Exit(1)

@@ -87,10 +87,17 @@ class LRRangeResult:
     steps : int
         Optimizer steps per learning rate.
     recommended_lr : float or None
-        The largest learning rate below the first one that failed (diverged or left more than ``threshold``
-        of the units dead); ``None`` when even the smallest failed.
+        ``margin`` trial rates below ``largest_ok_lr`` (the smallest tried rate if there are fewer);
+        ``None`` when even the smallest failed.
     lowest_loss_lr : float or None
         The learning rate with the lowest final loss among the trials that are ``ok``.
+    largest_ok_lr : float or None
+        The largest learning rate below the first one that failed (diverged or left more than ``threshold``
+        of the units dead); ``None`` when even the smallest failed.
+    first_failure_lr : float or None
+        The smallest learning rate that failed; ``None`` when none did.
+    margin : int
+        Trial rates stepped back from ``largest_ok_lr`` to get ``recommended_lr``.
     """
 
     trials: list[LRTrial]
@@ -98,6 +105,9 @@ class LRRangeResult:
     steps: int
     recommended_lr: float | None
     lowest_loss_lr: float | None
+    largest_ok_lr: float | None = None
+    first_failure_lr: float | None = None
+    margin: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (no NaN)."""
@@ -106,6 +116,9 @@ class LRRangeResult:
             "steps": self.steps,
             "recommended_lr": self.recommended_lr,
             "lowest_loss_lr": self.lowest_loss_lr,
+            "largest_ok_lr": self.largest_ok_lr,
+            "first_failure_lr": self.first_failure_lr,
+            "margin": self.margin,
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -149,6 +162,7 @@ def lr_range_test(
     n_lrs: int = 7,
     steps: int = 200,
     threshold: float = 0.1,
+    margin: int = 1,
     optimizer: str | Callable[[float], Optimizer] = "sgd",
     reg: float = 1e-3,
     batch_size: int | None = None,
@@ -171,6 +185,11 @@ def lr_range_test(
         Optimizer steps per learning rate.
     threshold
         Largest acceptable fraction of hidden units dead (never firing on X) at the end of a trial.
+    margin
+        Recommend this many trial rates below the largest passing one (0: the largest passing one itself). A
+        short test undercounts the units a rate near the failure boundary kills over a long run (on the CS231n
+        spiral a rate that passes 200 steps with few units dead can lose a large part of them over 2000 epochs:
+        see ``reluscope sweep`` at lr 3), so the default steps back one rate (a factor 3.16 in the default range).
     optimizer
         A name (sgd, momentum, nesterov, adam, adamw) or a callable ``lr -> Optimizer``; a fresh optimizer per lr.
     reg, batch_size, seed
@@ -182,13 +201,15 @@ def lr_range_test(
     -------
     LRRangeResult
         Per learning rate the loss curve, final dead fraction and divergence, and the recommendation: the
-        largest learning rate before the first failing one. A learning rate above a failure is never recommended
-        even if it happens to pass, since the boundary is noisy there.
+        largest learning rate before the first failing one, stepped back by ``margin`` rates. A learning rate
+        above a failure is never recommended even if it happens to pass, since the boundary is noisy there.
     """
     X = check_finite_array(X, "X")
     y_checked = check_labels(y, X.shape[0])
     threshold_f = check_fraction(threshold, "threshold")
     n_steps = check_positive_int(steps, "steps", example=200)
+    if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+        raise ValueError(f"margin must be an int >= 0 (trial rates to step back), got {margin!r}; e.g. margin=1")
     values = _check_lrs(lrs, lr_min, lr_max, n_lrs)
     if net is None:
         n_classes = int(y_checked.max()) + 1
@@ -244,15 +265,20 @@ def lr_range_test(
         )
         if progress is not None:
             progress(i + 1, len(values))
-    recommended = None
-    for t in trials:
-        if not t.ok:
-            break
-        recommended = t.lr
+    n_ok = next((i for i, t in enumerate(trials) if not t.ok), len(trials))  # trials before the first failure
+    largest_ok = trials[n_ok - 1].lr if n_ok else None
+    recommended = trials[max(0, n_ok - 1 - margin)].lr if n_ok else None
     ok = [t for t in trials if t.ok]
     lowest = min(ok, key=lambda t: t.final_loss).lr if ok else None
     return LRRangeResult(
-        trials=trials, threshold=threshold_f, steps=n_steps, recommended_lr=recommended, lowest_loss_lr=lowest
+        trials=trials,
+        threshold=threshold_f,
+        steps=n_steps,
+        recommended_lr=recommended,
+        lowest_loss_lr=lowest,
+        largest_ok_lr=largest_ok,
+        first_failure_lr=trials[n_ok].lr if n_ok < len(trials) else None,
+        margin=margin,
     )
 
 
