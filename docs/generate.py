@@ -474,8 +474,119 @@ def part_torch(args: argparse.Namespace) -> Regions:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_torch.py")]
     progress(f"  torch: {' '.join(cmd[1:])}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, cwd=ROOT)
-    return {"torch-costs": fenced("$ python benchmarks/bench_torch.py\n" + proc.stdout)}
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            progress(f"  torch: {line.rstrip()}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmarks/bench_torch.py exited {proc.returncode}")
+    return {"torch-costs": fenced("$ python benchmarks/bench_torch.py\n" + "".join(lines))}
+
+
+def _torch_redo_run(kind: str, opt_name: str, lr: float, seed: int, redo_on: bool) -> tuple[float, float]:
+    """One run of the PyTorch ReDo comparison (the setting of tests/test_torch_redo.py): (dead fraction, accuracy)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from reluscope.data import digits, spiral
+    from reluscope.torch import ReDoSchedule, monitor, scan
+
+    torch.set_num_threads(1)  # tiny models: one thread is fastest
+    if kind == "mlp":
+        Xn, yn = spiral(100, 3, seed=0)
+        X, y = torch.from_numpy(Xn).float(), torch.from_numpy(yn)
+        steps, every, until = 300, 25, 250
+    else:
+        Xn, yn = digits()
+        X, y = torch.from_numpy(Xn[:400]).float().reshape(-1, 1, 8, 8), torch.from_numpy(yn[:400])
+        steps, every, until = 200, 20, 160
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "mlp":
+            model: nn.Module = nn.Sequential(
+                nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(inplace=True), nn.Dropout(0.1),
+                nn.Linear(64, 3),
+            )  # fmt: skip
+        else:
+            model = nn.Sequential(
+                nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10),
+            )  # fmt: skip
+        opt: torch.optim.Optimizer = (
+            torch.optim.Adam(model.parameters(), lr=lr)
+            if opt_name == "adam"
+            else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        )
+        g = torch.Generator().manual_seed(seed)
+        with monitor(model) as m:
+            sched = ReDoSchedule(model, opt, m, every=every, tau=0.0, seed=seed)
+            model.train()
+            for step in range(1, steps + 1):
+                idx = torch.randint(0, len(X), (32,), generator=g)
+                opt.zero_grad()
+                F.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+                if redo_on and step <= until:
+                    sched.step()
+        stats = scan(model, [X])
+        model.eval()
+        with torch.no_grad():
+            acc = (model(X).argmax(1) == y).double().mean().item()
+    total = sum(stats.n_units(n) for n in stats.names)
+    return sum(int(stats.dead_mask(n).sum()) for n in stats.names) / total, acc
+
+
+def _torch_redo_task(*task: Any) -> tuple[tuple[Any, ...], tuple[float, float]]:
+    return task, _torch_redo_run(*task)
+
+
+def part_torch_redo(args: argparse.Namespace) -> Regions:
+    """docs/remedies.md: ReDo on PyTorch models (an MLP and a CNN, Adam and SGD momentum), paired 95% intervals."""
+    import numpy as np
+    from joblib import Parallel, delayed
+
+    settings = [
+        ("mlp", "adam", 0.05, "MLP 2-64-64-3, spiral, 300 steps, ReDo every 25 until step 250", "Adam, lr 0.05"),
+        ("mlp", "momentum", 0.5, "", "SGD momentum 0.9, lr 0.5"),
+        ("cnn", "adam", 0.2, "CNN (conv-BN-ReLU)×2 → pool → Linear, 400 digits, 200 steps, ReDo every 20 until 160",
+         "Adam, lr 0.2"),
+        ("cnn", "momentum", 0.3, "", "SGD momentum 0.9, lr 0.3"),
+    ]  # fmt: skip
+    seeds = list(range(args.torch_seeds))
+    todo = [(k, o, lr, s, r) for k, o, lr, *_ in settings for s in seeds for r in (False, True)]
+    progress(f"  torch-redo: {len(todo)} runs ({len(settings)} settings x {len(seeds)} seeds x none/ReDo)")
+    results = {}
+    for i, (key, res) in enumerate(
+        Parallel(n_jobs=args.jobs, return_as="generator")(delayed(_torch_redo_task)(*task) for task in todo)
+    ):
+        results[key] = res
+        if (i + 1) % 20 == 0 or i + 1 == len(todo):
+            progress(f"  torch-redo: {i + 1}/{len(todo)}")
+    lines = [
+        "| model | optimizer | dead: none | dead: ReDo − none | accuracy: none | accuracy: ReDo − none |",
+        "|-------|-----------|------------|-------------------|----------------|-----------------------|",
+    ]
+    for kind, opt, lr, model_text, opt_text in settings:
+        none = np.array([results[(kind, opt, lr, s, False)] for s in seeds])
+        redo = np.array([results[(kind, opt, lr, s, True)] for s in seeds])
+        cells = [
+            fmt_ci(mean_ci(none[:, 0])),
+            fmt_ci(mean_ci(redo[:, 0] - none[:, 0]), sign=True),
+            fmt_ci(mean_ci(none[:, 1])),
+            fmt_ci(mean_ci(redo[:, 1] - none[:, 1]), sign=True),
+        ]
+        lines.append(f"| {model_text} | {opt_text} | " + " | ".join(cells) + " |")
+    setup = (
+        f"The same on PyTorch models (the setting of `tests/test_torch_redo.py`, seeds 0–{len(seeds) - 1}, "
+        "minibatches of 32, `ReDoSchedule` with `tau=0` from a `monitor`; dead fraction of all hidden units over "
+        "the training data, `reluscope.torch.scan` in eval mode; mean [95% Student-t interval], differences paired "
+        "by seed):"
+    )
+    return {"torch-redo-setup": prose(setup), "torch-redo-table": "\n".join(lines)}
 
 
 PARTS: dict[str, tuple[Callable[[argparse.Namespace], Regions], tuple[str, ...]]] = {
@@ -487,6 +598,7 @@ PARTS: dict[str, tuple[Callable[[argparse.Namespace], Regions], tuple[str, ...]]
     "remedies": (part_remedies, ("remedies-setup", "remedies-table", "remedies-verdict")),
     "lrcheck": (part_lrcheck, ("lr-check",)),
     "torch": (part_torch, ("torch-costs",)),
+    "torch-redo": (part_torch_redo, ("torch-redo-setup", "torch-redo-table")),
 }
 """part name -> (producer, the region names it writes). tests/test_docs.py checks every region has a producer."""
 
@@ -517,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the parts and their regions, then exit")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the sweeps and remedies")
     parser.add_argument("--seeds", type=int, default=30, help="seeds for the remedy comparison (>= 20)")
+    parser.add_argument("--torch-seeds", type=int, default=20, help="seeds for the PyTorch ReDo table (>= 20)")
     parser.add_argument("--lr3-seeds", type=int, default=20, help="seeds for the lr-3 interval (>= 20)")
     args = parser.parse_args(argv)
     if args.list:
@@ -527,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
-    if args.seeds < 20 or args.lr3_seeds < 20:
+    if min(args.seeds, args.lr3_seeds, args.torch_seeds) < 20:
         parser.error("claims about remedies and learning rates rest on at least 20 seeds")
     if "machine" not in parts:
         parts.insert(0, "machine")  # every run records where it ran

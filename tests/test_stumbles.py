@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import runpy
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +63,8 @@ def test_lr_check_recommendation_keeps_units_alive_over_a_long_run():
 
 
 def test_lr_check_margin_zero_recommends_the_largest_passing_rate():
-    res = runner.invoke(
-        app, ["lr-check", "--init", "normal", "--lrs", "0.1,1,20", "--steps", "60", "--n-per-class", "40"]
-        + ["--threshold", "0.2", "--margin", "0"]
-    )
+    args = ["--init", "normal", "--lrs", "0.1,1,20", "--steps", "60", "--n-per-class", "40", "--threshold", "0.2"]
+    res = runner.invoke(app, ["lr-check", *args, "--margin", "0"])
     assert res.exit_code == 0, res.output
     assert "recommended learning rate: 1 (the largest with at most 20% dead" in " ".join(res.stdout.split())
 
@@ -166,6 +163,7 @@ def test_bench_engine_writes_each_row_as_it_is_measured(monkeypatch):
 
 # licence and package metadata ------------------------------------------------------------------------------------
 def test_license_file_and_metadata():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert text.startswith("MIT License") and "reluscope developers" in text
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
