@@ -13,7 +13,8 @@ Each part measures something and writes it into the markdown between generated-r
     <!-- /generated:NAME -->
 
 and images into docs/images/. The ``machine`` region records where and when the numbers were measured (CPU model,
-cores, numpy and its BLAS as threadpoolctl reports it, torch, date). A region that a part does not produce is left
+cores and load, numpy and its BLAS as threadpoolctl reports it, torch, date); a run rewrites it only in the files
+whose regions it rewrote. A region that a part does not produce is left
 alone, so ``--only`` updates just its regions. Progress goes to stdout, one line per step.
 
 Statistics: claims about remedies and learning rates rest on many seeds; intervals are 95% Student-t intervals of
@@ -166,6 +167,13 @@ def panels(text: str) -> dict[str, str]:
 Regions = dict[str, str]
 
 
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:  # not on this platform
+        return "unknown"
+
+
 def part_machine(args: argparse.Namespace) -> Regions:
     """Where and when: CPU model, cores, numpy + BLAS (threadpoolctl), torch, date."""
     import numpy as np
@@ -194,7 +202,8 @@ def part_machine(args: argparse.Namespace) -> Regions:
         torch_v = "no torch"
     line = (
         f"*Measured by `python docs/generate.py` on {_dt.date.today().isoformat()}: {cpu}, "
-        f"{os.cpu_count()} cores (shared with other work), Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores (shared with other work; load average {_load()} at the start), "
+        f"Python {platform.python_version()}, "
         f"numpy {np.__version__} with {', '.join(blas) or 'no BLAS found by threadpoolctl'}, {torch_v}.*"
     )
     return {"machine": prose(line)}
@@ -642,9 +651,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
     if min(args.seeds, args.lr3_seeds, args.torch_seeds) < 20:
         parser.error("claims about remedies and learning rates rest on at least 20 seeds")
-    if "machine" not in parts:
-        parts.insert(0, "machine")  # every run records where it ran
+    parts = [p for p in parts if p != "machine"]
+    machine = part_machine(args)  # where and when, written below into the files this run updated
+    progress(machine["machine"].replace("\n", " "))
     t_all = time.perf_counter()
+    touched: set[Path] = set()
     for name in parts:
         fn, expected = PARTS[name]
         progress(f"{name}: start")
@@ -653,9 +664,11 @@ def main(argv: list[str] | None = None) -> int:
         if set(regions) != set(expected):
             raise RuntimeError(f"part {name} produced {sorted(regions)}, expected {sorted(expected)}")
         counts = write_regions(regions)
+        touched |= {f for f in MARKDOWN if set(region_names(f.read_text(encoding="utf-8"))) & set(regions)}
         missing = [r for r, n in counts.items() if n == 0]
         note = f"; not found in any markdown file: {missing}" if missing else ""
         progress(f"{name}: done in {time.perf_counter() - t0:.0f} s, {len(regions)} regions written{note}")
+    write_regions(machine, sorted(touched))  # a file's machine line names the run that wrote its numbers
     progress(f"all done in {time.perf_counter() - t_all:.0f} s")
     return 0
 
