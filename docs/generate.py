@@ -484,6 +484,7 @@ def part_torch(args: argparse.Namespace) -> Regions:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_torch.py")]
     progress(f"  torch: {' '.join(cmd[1:])}")
     lines = []
+    load_before = _load()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -491,6 +492,7 @@ def part_torch(args: argparse.Namespace) -> Regions:
             progress(f"  torch: {line.rstrip()}")
     if proc.returncode != 0:
         raise RuntimeError(f"benchmarks/bench_torch.py exited {proc.returncode}")
+    lines.append(f"(load average {load_before} before, {_load()} after, on {os.cpu_count()} cores)\n")
     return {"torch-costs": fenced("$ python benchmarks/bench_torch.py\n" + "".join(lines))}
 
 
