@@ -385,7 +385,8 @@ def part_remedies(args: argparse.Namespace) -> Regions:
     from joblib import Parallel, delayed
 
     from reluscope.data import spiral
-    from reluscope.remedies import REMEDIES, RemedyComparison, compare_remedies, run_remedy
+    from reluscope.experiments import RemedyComparison, compare_remedies, run_remedy
+    from reluscope.runs import REMEDIES
 
     X, y = spiral(100, 3, seed=0)
     seeds = list(range(args.seeds))
@@ -460,7 +461,7 @@ def part_remedies(args: argparse.Namespace) -> Regions:
         "kernels: compare means over many seeds, never single runs."
     )
     setup = (
-        f"`reluscope.remedies.compare_remedies()` settings — spiral (300 points, 3 classes), 2-{cfg['hidden'][0]}-3 "
+        f"`reluscope.experiments.compare_remedies()` settings — spiral (300 points, 3 classes), 2-{cfg['hidden'][0]}-3 "
         f"net with CS231n's `{cfg['init_std']}·randn` init, reg {cfg['reg']:g}, full-batch SGD, 2000 steps at step "
         f"size {cfg['lr']:g}, ReDo with `tau={cfg['redo_tau']:g}` every {cfg['redo_every']} steps during the first "
         f"1000; seeds 0–{len(seeds) - 1}, mean [95% Student-t interval of the mean]:"
