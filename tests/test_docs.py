@@ -165,6 +165,7 @@ model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 loss_fn = nn.CrossEntropyLoss()
 loader = [(x[i : i + 20], y[i : i + 20]) for i in range(0, len(x), 20)]
+held_out = loader
 epochs = 2
 net = MLP([2, 16, 3], seed=0)
 
