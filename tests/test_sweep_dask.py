@@ -25,7 +25,9 @@ TINY: dict[str, Any] = dict(n_per_class=12, hidden=(6,), lrs=(0.5, 50.0), seeds=
 
 @pytest.fixture(scope="module")
 def scheduler() -> Any:
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:  # ":0": a free port (None means 8787, taken if another cluster runs)
         yield cluster.scheduler_address
 
 
