@@ -346,6 +346,21 @@ def test_wilson_interval():
     assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
     with pytest.raises(ValueError):
         wilson_interval(5, 4)
+    for n in range(1, 1001):  # the interval holds k/n itself, also where rounding put 0 or 1 just outside it
+        for k in (0, n // 3, n):
+            lo, hi = wilson_interval(k, n)
+            assert 0 <= lo <= k / n <= hi <= 1, (k, n, lo, hi)
+
+
+def test_born_dead_with_few_inits_draws_its_error_bars(tmp_path):
+    """--n-inits 10 once gave a lower bound of 2.8e-17 above p_hat = 0, so matplotlib refused the negative bar."""
+    from typer.testing import CliRunner
+
+    from reluscope.cli import app
+
+    result = CliRunner().invoke(app, ["born-dead", "-q", "--n-inits", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert list(tmp_path.glob("*.png"))
 
 
 def test_born_dead_study_agrees_with_the_closed_form_and_bias_shift_lowers_it():

@@ -80,7 +80,8 @@ def wilson_interval(k: int, n: int, z: float = 3.0) -> tuple[float, float]:
     denom = 1.0 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval contains p exactly (at k = 0, centre - half is 0 up to rounding, e.g. 2.8e-17 at n = 10)
+    return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
 
 
 @dataclass(frozen=True)
