@@ -80,6 +80,6 @@ def test_weights_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_dask_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("distributed")
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__doc_example__"}
+    namespace: dict[str, object] = {"__name__": "__main__"}  # run as a script, past its __main__ guard
     exec(compile(example("dask.md"), str(DOCS / "dask.md"), "exec"), namespace)
     assert len(namespace["result"].ran) == 8 and namespace["again"].ran == []  # type: ignore[attr-defined]
