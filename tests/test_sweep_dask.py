@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,13 @@ def test_backend_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert res.exit_code == 2 and "could not reach the Dask scheduler at tcp://127.0.0.1:9" in res.stderr
     with pytest.raises(ValueError, match="backend must be one of local, dask"):
         run_sweep(SweepConfig(**TINY), tmp_path / "x", backend="loky")
+
+
+def test_dask_backend_without_dask_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    for name in [m for m in sys.modules if m == "distributed" or m.startswith("distributed.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if dask[distributed] were not installed
+    args = ["sweep", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1", "--lrs", "1", "--seeds", "0"]
+    result = CliRunner().invoke(app, [*args, "--epochs", "2", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'reluscope[dask]'" in result.output and "Traceback" not in result.output

@@ -40,7 +40,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 
 
 def friendly_errors(fn: F) -> F:
-    """Turn the library's ValueError/TypeError/OSError into one red line and exit code 2 (never a traceback).
+    """Turn the library's ValueError/TypeError/OSError, and a missing optional extra (an ImportError naming
+    ``pip install 'reluscope[...]'``), into one red line and exit code 2 (never a traceback).
 
     ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not.
     """
@@ -53,6 +54,10 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except DivergenceError as exc:
             raise fail(str(exc), code=1) from None
+        except ImportError as exc:  # an optional extra the command needs; any other ImportError is a bug
+            if "pip install 'reluscope[" not in str(exc):
+                raise
+            raise fail(str(exc)) from None
         except (ValueError, TypeError, OSError, KeyError) as exc:
             msg = str(exc)
             if isinstance(exc, KeyError):  # a bare key (e.g. from a malformed file) or a sentence of our own
