@@ -563,3 +563,14 @@ def test_inline_inputs_accept_negative_numbers_and_spaces():
     d = run_json("--x", "-1, 2, 3; 4,-5,6", "--y", "0, 1")
     assert d["X"] == [[-1.0, 2.0, 3.0], [4.0, -5.0, 6.0]] and d["y"] == [0, 1]
     assert d["sizes"]["classes"] == 2 and d["source"]["inputs"] == "given"
+
+
+def test_a_model_file_is_explained_with_the_activation_it_was_trained_with(tmp_path):
+    from reluscope.io import save_model
+
+    save_model(tmp_path / "leaky.npz", MLP([2, 3, 2], "leaky", slope=0.05, seed=4))
+    d = run_json("--weights", str(tmp_path / "leaky.npz"))
+    assert d["activation"]["name"] == "leaky" and "0.05" in json.dumps(d["activation"])
+    res = run("--weights", str(tmp_path / "leaky.npz"), "--activation", "relu")
+    assert res.exit_code == 2 and "trained with activation 'leaky', but --activation relu" in res.stderr
+    assert run_json("--weights", str(tmp_path / "leaky.npz"), "--activation", "leaky")["activation"]["name"] == "leaky"

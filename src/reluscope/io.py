@@ -27,6 +27,7 @@ __all__ = [
     "load_json",
     "load_model",
     "load_standardizer",
+    "model_config",
     "save_json",
     "save_model",
     "strict_json",
@@ -287,6 +288,21 @@ def _load_arrays(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path} has no reluscope config (keys: {sorted(arrays)}); save models with reluscope.io.save_model"
         )
     return arrays
+
+
+def model_config(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The config a model file was saved with by :func:`save_model` (sizes, activation, slope, ...), or None for
+    a file of bare arrays (e.g. ``np.savez("w.npz", W1=..., b1=..., ...)``). Raises ValueError for a broken file."""
+    arrays = _read_safetensors(path) if _is_safetensors(path) else read_npz(path, what="model file", fix="")
+    if _CONFIG_KEY not in arrays:
+        return None
+    try:
+        config = json.loads(str(arrays[_CONFIG_KEY]))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: the stored config is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the stored config is not a reluscope MLP config; save the model again")
+    return config
 
 
 def load_model(path: str | os.PathLike[str]) -> MLP:

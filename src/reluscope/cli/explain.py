@@ -76,15 +76,22 @@ def explain(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the inputs, labels and weights that are not given.")] = 0,
     activation: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--activation",
             "-a",
             help="relu, leaky, elu, sigmoid, tanh, softplus, ...: any registered activation without a learned "
-            "parameter (reluscope.explain.SUPPORTED_ACTIVATIONS).",
+            "parameter (reluscope.explain.SUPPORTED_ACTIVATIONS) [default: relu, or the one a model file given to "
+            "--weights was trained with].",
+            show_default=False,
         ),
-    ] = "relu",
-    slope: Annotated[float, typer.Option(help="Negative slope of --activation leaky.")] = 0.01,
+    ] = None,
+    slope: Annotated[
+        float | None,
+        typer.Option(
+            help="Negative slope of --activation leaky [default: 0.01, or the model file's].", show_default=False
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate of the SGD step shown at the end.")] = 0.5,
     reg: Annotated[float, typer.Option(help="L2 strength: the loss adds 0.5*reg*(sum(W1**2) + sum(W2**2)).")] = 0.0,
     weights: Annotated[
@@ -176,6 +183,7 @@ def explain(
         )
     X, labels = _load_inputs(input_file, x, y)
     params = load_weights(weights) if weights is not None else None
+    activation, slope = _activation(weights, activation, slope)
     ex = build(
         X,
         labels,
@@ -231,3 +239,20 @@ def explain(
         out.print(renderable)
         if interactive and i < len(sections) - 1:
             out.input("[dim]Enter: next step (Ctrl-C to stop)[/dim] ")
+
+
+def _activation(weights: Path | None, activation: str | None, slope: float | None) -> tuple[str, float]:
+    """--activation and --slope, defaulting to what a reluscope model file was trained with (a file of bare arrays
+    has no activation: ReLU unless told). A model file and a different --activation is a contradiction: refused."""
+    from reluscope.io import model_config
+
+    config = model_config(weights) if weights is not None else None
+    if config is None:
+        return activation or "relu", 0.01 if slope is None else slope
+    saved = str(config.get("activation", "relu"))
+    if activation is not None and activation != saved:
+        raise ValueError(
+            f"--weights {weights} is a model trained with activation {saved!r}, but --activation {activation} was "
+            f"given; drop --activation (or pass --activation {saved}) to explain the model as it is"
+        )
+    return saved, float(config.get("slope", 0.01)) if slope is None else slope
