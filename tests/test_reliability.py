@@ -81,3 +81,88 @@ def test_npz_weights_and_model_with_a_junk_member(tmp_path: Path, model_file: Pa
         load_model(bad_model)
     line = one_line_error(run("diagnose", bad_model))
     assert "member 'W1'" in line
+
+
+# -- kind 2: sizes are estimated before anything is allocated ---------------------------------------------------
+def test_huge_hidden_layer_is_refused_with_the_estimate_and_the_limit() -> None:
+    line = one_line_error(run("train", "--hidden", "10000000000", "--epochs", "1"))
+    assert "would need about" in line and "iB" in line and "more than this machine's memory" in line
+    assert "--hidden" in line
+
+
+def test_huge_spiral_is_refused() -> None:
+    line = one_line_error(run("train", "--n-per-class", "100000000000", "--epochs", "1"))
+    assert "spiral of 100000000000 points" in line and "more than this machine's memory" in line
+
+
+def test_fit_estimates_its_training_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reluscope._validate as v
+    from reluscope.nn import MLP
+    from reluscope.train import fit
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)), np.arange(64) % 3
+    net = MLP([4, 32, 3], seed=0)
+    # enough for the parameters alone, not for gradients, optimizer state and the per-batch activations
+    monkeypatch.setattr(v, "memory_limit", lambda: net.n_parameters() * 8 * 2)
+    with pytest.raises(ValueError, match=r"training an MLP with sizes \[4, 32, 3\] on batches of 64 samples"):
+        fit(net, X, y, epochs=1)
+
+
+def test_csv_label_far_beyond_the_sample_count(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,2000000000\n5,6,1\n")
+    line = one_line_error(run("train", "--data", path, "--epochs", "1"))
+    assert "imply 2000000001 classes" in line and "only 3 samples" in line and "--n-classes 2000000001" in line
+    # given explicitly, the class count reaches the network, whose size is then estimated and refused
+    line = one_line_error(run("train", "--data", path, "--epochs", "1", "--n-classes", "2000000001"))
+    assert "2000000001]" in line and "more than this machine's memory" in line
+
+
+def test_npz_with_one_label_of_a_million_needs_an_explicit_class_count(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.standard_normal((50, 3)), y=np.r_[np.arange(49) % 2, 10**6])
+    for command in (["train", "--epochs", "1"], ["sweep", "--out", tmp_path / "sw"], ["lr-check"]):
+        line = one_line_error(run(*command, "--data", path))
+        assert "imply 1000001 classes" in line, line
+    res = run("train", "--data", path, "--epochs", "1", "--hidden", "2", "--n-classes", "1000001", "--json")
+    assert res.exit_code == 0, res.output
+
+
+def test_n_classes_reaches_a_file_only_when_given(tmp_path: Path) -> None:
+    from reluscope.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.standard_normal((20, 3)), y=np.arange(20) % 4)
+    assert load_dataset(path).n_classes == 4
+    assert load_dataset(path, file_n_classes=6).n_classes == 6
+    assert load_dataset("spiral").n_classes == 3  # the spiral's default number of arms is unchanged
+    res = run("train", "--data", path, "--epochs", "1", "--quiet")  # the default --n-classes 3 is the spiral's
+    assert res.exit_code == 0, res.output
+    line = one_line_error(run("train", "--data", path, "--epochs", "1", "--n-classes", "3"))
+    assert "in [0, 3), got max label 3" in line
+
+
+# -- kind 12: degenerate data --------------------------------------------------------------------------------
+def test_labels_of_one_class_are_refused(tmp_path: Path, model_file: Path) -> None:
+    rng = np.random.default_rng(0)
+    zeros, ones = tmp_path / "zeros.npz", tmp_path / "ones.npz"
+    np.savez(zeros, X=rng.standard_normal((30, 2)), y=np.zeros(30, dtype=np.int64))
+    np.savez(ones, X=rng.standard_normal((30, 2)), y=np.ones(30, dtype=np.int64))
+    line = one_line_error(run("train", "--data", zeros, "--epochs", "1"))
+    assert "only one class" in line
+    line = one_line_error(run("train", "--data", ones, "--epochs", "1"))
+    assert "single class (1) in all 30 samples" in line and "at least two classes" in line
+    line = one_line_error(run("diagnose", model_file, "--data", zeros))  # diagnose's data: a class count < 2
+    assert "only one class" in line
+
+
+def test_fit_refuses_a_single_class() -> None:
+    from reluscope.nn import MLP
+    from reluscope.train import fit
+
+    X = np.random.default_rng(0).standard_normal((10, 2))
+    with pytest.raises(ValueError, match="single class"):
+        fit(MLP([2, 4, 3], seed=0), X, np.full(10, 2), epochs=1)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_labels, check_positive
+from reluscope._validate import RNGLike, as_rng, check_labels, check_memory, check_positive
 from reluscope.data import minibatches
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
@@ -133,6 +133,11 @@ def fit(
     """
     X = net.check_input(X)
     y = check_labels(y, X.shape[0], net.n_classes)
+    if y.min() == y.max():
+        raise ValueError(
+            f"y holds a single class ({int(y[0])}) in all {y.shape[0]} samples: a classifier trained on one class "
+            "learns nothing (its training accuracy is trivially 100%); pass samples of at least two classes"
+        )
     if (X_val is None) != (y_val is None):
         raise ValueError("pass both X_val and y_val, or neither")
     if X_val is not None:
@@ -153,6 +158,14 @@ def fit(
         total_steps = n_epochs * steps_per_epoch
     opt = get_optimizer(optimizer, lr)
     rng = as_rng(seed)
+    itemsize = net.dtype.itemsize
+    # gradients, the last finite copy and up to two optimizer moments per parameter; per step, a few (batch, width)
+    # arrays per layer (pre-activations, activations, their gradients)
+    check_memory(
+        net.n_parameters() * itemsize * 4 + bs * sum(net.sizes[1:]) * itemsize * 4,
+        f"training an MLP with sizes {net.sizes} on batches of {bs} samples",
+        fix="use fewer or narrower layers, or a smaller batch_size",
+    )
 
     history = History()
     state = TrainState(net=net, optimizer=opt, X=X, y=y, history=history)

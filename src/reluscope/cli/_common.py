@@ -95,13 +95,38 @@ LabelsOpt = Annotated[
 ]
 LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="Name of the label column of a .csv dataset.")]
 PerClassOpt = Annotated[int, typer.Option("--n-per-class", min=1, help="Spiral: points per class.")]
-ClassesOpt = Annotated[int, typer.Option("--n-classes", min=2, help="Spiral: number of classes (arms).")]
+ClassesOpt = Annotated[
+    int,
+    typer.Option(
+        "--n-classes",
+        min=2,
+        help="Spiral: number of classes (arms). For a file, given explicitly: its class count C, when the labels "
+        "do not reach C-1 or reach far beyond the number of samples (inferred as max label + 1 otherwise).",
+    ),
+]
+
+
+def given_on_command_line(param: str) -> bool:
+    """Whether the option ``param`` (its Python name) was typed by the user rather than left at its default."""
+    try:  # typer >= 0.22 vendors click as typer._click; older typer uses click itself
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover
+        from click import get_current_context  # type: ignore[no-redef]
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def load_data(
     data: str, *, labels: Path | None, label_column: str, n_per_class: int, n_classes: int, seed: int
 ) -> Dataset:
-    """Resolve the dataset options to a :class:`reluscope.data.Dataset`."""
+    """Resolve the dataset options to a :class:`reluscope.data.Dataset`.
+
+    ``--n-classes`` reaches a file's dataset only when typed: its default (3) is the spiral's number of arms.
+    """
     from reluscope.data import load_dataset
 
     return load_dataset(
@@ -111,6 +136,7 @@ def load_data(
         n_per_class=n_per_class,
         n_classes=n_classes,
         seed=seed,
+        file_n_classes=n_classes if given_on_command_line("n_classes") else None,
     )
 
 
