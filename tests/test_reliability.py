@@ -166,3 +166,55 @@ def test_fit_refuses_a_single_class() -> None:
     X = np.random.default_rng(0).standard_normal((10, 2))
     with pytest.raises(ValueError, match="single class"):
         fit(MLP([2, 4, 3], seed=0), X, np.full(10, 2), epochs=1)
+
+
+# -- kind 17: library type checks ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 1.5, "epochs": 2}, r"batch_size must be an int, got float 1.5"),
+        ({"epochs": 2.5}, r"epochs must be an int, got float 2.5"),
+        ({"iterations": 3.0}, r"iterations must be an int, got float 3.0; pass iterations=3"),
+    ],
+)
+def test_fit_never_truncates_a_float_count(kwargs: dict[str, float], match: str) -> None:
+    from reluscope.nn import MLP
+    from reluscope.train import fit
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=match):
+        fit(MLP([2, 4, 3], seed=0), rng.standard_normal((12, 2)), np.arange(12) % 3, **kwargs)
+
+
+def test_stats_from_dict_with_an_overflowing_or_fractional_count() -> None:
+    import json
+
+    from reluscope.diagnose import ActivationStats
+
+    stats = ActivationStats()
+    stats.update("h", np.array([[1.0, -1.0], [2.0, 0.5]]))
+    good = stats.to_dict()
+    for field, value in (("n_samples", json.loads("1e400")), ("n_samples", 2.5), ("fire_count", [1.5, 0])):
+        d = json.loads(json.dumps(good))
+        d["sites"][0][field] = value
+        with pytest.raises(ValueError, match=rf"site 0 is malformed \({field} must"):
+            ActivationStats.from_dict(d)
+    assert ActivationStats.from_dict(json.loads(json.dumps(good))).to_dict() == good
+
+
+def test_torch_redo_refuses_an_optimizer_of_another_model() -> None:
+    torch = pytest.importorskip("torch")
+    from reluscope.torch import ContinualBackprop, ReDoSchedule, monitor, redo, scan
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    other = torch.nn.Linear(3, 2)
+    x = torch.randn(8, 3)
+    stats = scan(model, [x])
+    with pytest.raises(ValueError, match="none of them the model's"):
+        redo(model, torch.optim.Adam(other.parameters()), stats, example=x[:2])
+    with monitor(model) as m, pytest.raises(ValueError, match="none of them the model's"):
+        ReDoSchedule(model, torch.optim.SGD(other.parameters(), lr=0.1), m, every=1, tau=0.0)
+    with pytest.raises(ValueError, match="none of them the model's"):
+        ContinualBackprop(model, torch.optim.Adam(other.parameters()), example=x[:2])
+    redo(model, torch.optim.Adam(model.parameters()), stats, example=x[:2])  # its own optimizer is fine

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_labels, check_memory, check_positive
+from reluscope._validate import RNGLike, as_rng, check_int, check_labels, check_memory, check_positive
 from reluscope.data import minibatches
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
@@ -145,16 +145,16 @@ def fit(
         y_val = check_labels(y_val, X_val.shape[0], net.n_classes, name="y_val")
     reg = check_positive(reg, "reg", allow_zero=True)
     n = X.shape[0]
-    bs = n if batch_size is None else int(check_positive(batch_size, "batch_size"))
+    bs = n if batch_size is None else check_int(batch_size, "batch_size", 1, example=32)
     bs = min(bs, n)
     steps_per_epoch = math.ceil(n / bs)
     if epochs is not None and iterations is not None:
         raise ValueError("give epochs or iterations, not both")
     if iterations is not None:
-        total_steps = int(check_positive(iterations, "iterations"))
+        total_steps = check_int(iterations, "iterations", 1, example=1000)
         n_epochs = math.ceil(total_steps / steps_per_epoch)
     else:
-        n_epochs = 1 if epochs is None else int(check_positive(epochs, "epochs"))
+        n_epochs = 1 if epochs is None else check_int(epochs, "epochs", 1, example=10)
         total_steps = n_epochs * steps_per_epoch
     opt = get_optimizer(optimizer, lr)
     rng = as_rng(seed)
