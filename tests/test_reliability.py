@@ -218,3 +218,117 @@ def test_torch_redo_refuses_an_optimizer_of_another_model() -> None:
     with pytest.raises(ValueError, match="none of them the model's"):
         ContinualBackprop(model, torch.optim.Adam(other.parameters()), example=x[:2])
     redo(model, torch.optim.Adam(model.parameters()), stats, example=x[:2])  # its own optimizer is fine
+
+
+# -- kind 5: divergence that is not NaN; every divergence saves the last good weights --------------------------
+@pytest.fixture
+def pixels(tmp_path: Path) -> Path:
+    """600 samples of 64 'pixels' in 0..255 and 3 classes: unscaled inputs that make lr 1.0 blow up."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "pixels.npz"
+    np.savez(path, X=rng.integers(0, 256, size=(600, 64)).astype(np.float64), y=rng.integers(0, 3, 600))
+    return path
+
+
+def test_finite_blowup_is_a_divergence_with_advice_to_standardise(tmp_path: Path, pixels: Path) -> None:
+    import json
+
+    from reluscope.io import load_model
+    from reluscope.train import BLOWUP_FACTOR
+
+    out = tmp_path / "run"
+    res = run("train", "--data", pixels, "--hidden", "20", "--lr", "1.0", "--epochs", "50", "--out", out, "--quiet")
+    line = one_line_error(res, code=1)
+    assert "training diverged" in line and f"above {BLOWUP_FACTOR:g} x max(first loss, ln C)" in line
+    assert "The inputs reach |x| = 255: standardise them (--standardize" in line
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "diverged" and len(record["history"]["loss"]) < 50
+    net = load_model(out / "model.npz")  # the restored weights: finite, from before the blow-up
+    assert all(np.isfinite(p).all() for p in net.params.values())
+    # standardised, the same data and step size train to the end
+    res = run("train", "--data", pixels, "--hidden", "20", "--lr", "1.0", "--epochs", "50", "--standardize", "--json")
+    assert res.exit_code == 0, res.output
+
+
+def test_finite_blowup_in_sweep_cells_and_the_lr_range_test(tmp_path: Path, pixels: Path) -> None:
+    import json
+
+    from reluscope.data import load_npz
+    from reluscope.remedies import lr_range_test
+
+    X, y = load_npz(pixels)
+    result = lr_range_test(X, y, hidden=(20,), lrs=[1.0], steps=50, seed=0)
+    assert result.trials[0].diverged and result.trials[0].diverged_at_step is not None
+    assert result.trials[0].diverged_at_step < 50
+    out = tmp_path / "sw"
+    res = run("sweep", "--data", pixels, "--lrs", "1", "--seeds", "0", "--hidden", "20", "--epochs", "50",
+              "--jobs", "1", "--out", out, "--quiet", "--no-plots")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["status"] for r in rows} == {"diverged"}
+    assert all(r["diverged_at_epoch"] < 50 for r in rows)
+
+
+def test_divergence_found_by_a_scan_saves_the_run(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "D"
+    res = run("train", "--lr", "1e7", "--dtype", "float32", "--track-dead", "1", "--hidden", "100,100",
+              "--epochs", "20", "--out", out, "--quiet")  # fmt: skip
+    line = one_line_error(res, code=1)
+    assert "training diverged" in line
+    assert json.loads((out / "run.json").read_text())["status"] == "diverged"
+    assert (out / "model.npz").is_file()
+
+
+def test_a_callback_finding_overflowing_activations_is_a_divergence() -> None:
+    from reluscope._validate import NonFiniteError
+    from reluscope.nn import MLP
+    from reluscope.train import Callback, DivergenceError, fit
+
+    class Overflowing(Callback):
+        def on_epoch_end(self, state) -> None:  # type: ignore[no-untyped-def]
+            if state.epoch == 3:
+                raise NonFiniteError("hidden1: act contains NaN or inf values")
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 2)), np.arange(30) % 3
+    net = MLP([2, 5, 3], seed=0)
+    with pytest.raises(DivergenceError, match="activations of hidden1 overflowed") as info:
+        fit(net, X, y, epochs=10, lr=0.1, callbacks=[Overflowing()])
+    assert info.value.epoch == 3 and "end of epoch 2" in str(info.value)
+    # the network holds the weights of the end of epoch 2, as a run of two epochs would
+    twin = MLP([2, 5, 3], seed=0)
+    fit(twin, X, y, epochs=2, lr=0.1)
+    for key, p in twin.params.items():
+        np.testing.assert_array_equal(net.params[key], p)  # the same calls in the same order: exact
+
+
+# -- kind 16: one line, no warnings beside it ------------------------------------------------------------------
+def test_csv_of_huge_values_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text("a,b,label\n1e308,-1e308,0\n-1e308,1e308,1\n1e308,1e308,0\n")
+    line = one_line_error(run("train", "--data", path, "--epochs", "3"), code=1)
+    assert "training diverged" in line and "standardise them" in line
+    line = one_line_error(run("train", "--data", path, "--epochs", "3", "--standardize"))
+    assert "too large to standardise" in line and "divide them by 1e+308" in line
+
+
+def test_lr_check_with_an_overflowing_lr_prints_json_only() -> None:
+    import json
+
+    res = run("lr-check", "--lrs", "1e300", "--json")
+    assert res.exit_code == 1, res.output
+    assert not res.stderr.strip(), res.stderr
+    assert json.loads(res.stdout)["trials"][0]["diverged"] is True
+
+
+def test_report_replay_of_a_diverged_run(tmp_path: Path) -> None:
+    out = tmp_path / "D"
+    res = run("train", "--lr", "1e7", "--dtype", "float32", "--hidden", "100,100", "--epochs", "20", "--out", out,
+              "--quiet")  # fmt: skip
+    assert res.exit_code == 1
+    res = run("report", out, "--replay", "2", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert not res.stderr.strip(), res.stderr
+    assert (out / "report.html").is_file()

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "NonFiniteError",
     "RNGLike",
     "as_rng",
     "check_finite_array",
@@ -32,6 +33,16 @@ __all__ = [
 ]
 
 RNGLike = int | np.random.Generator | np.random.RandomState
+
+
+class NonFiniteError(ValueError):
+    """Values computed from a network (activations, their sums) became NaN or inf although its input was finite.
+
+    Raised by :meth:`reluscope.diagnose.ActivationStats.update`; during :func:`reluscope.train.fit` a callback
+    raising it (a scan at the end of an epoch) means the run diverged, and ``fit`` reports it as a
+    ``DivergenceError``.
+    """
+
 
 _FLOAT_DTYPES: dict[str, np.dtype[np.floating[Any]]] = {
     "float32": np.dtype(np.float32),

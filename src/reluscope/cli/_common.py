@@ -7,6 +7,7 @@ torch) is imported inside the command body, so ``reluscope --help`` starts insta
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -48,10 +49,27 @@ def friendly_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+        # Warnings (numpy's overflow RuntimeWarnings on absurd inputs, matplotlib's on empty plots) are held back:
+        # a command that fails prints its one red line alone, since the line already says what went wrong; a
+        # command that succeeds shows them afterwards, as it always did. (Under filterwarnings=error, as in the
+        # tests, a warning still raises at once: the filters are not changed here.)
+        with warnings.catch_warnings(record=True) as held:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                held.clear()
+                raise
+        for w in held:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return result
+
+    @functools.wraps(fn)
+    def errors(*args: Any, **kwargs: Any) -> Any:
         from reluscope.train import DivergenceError
 
         try:
-            return fn(*args, **kwargs)
+            return wrapper(*args, **kwargs)
         except DivergenceError as exc:
             raise fail(str(exc), code=1) from None
         except ImportError as exc:  # an optional extra the command needs; any other ImportError is a bug
@@ -67,7 +85,7 @@ def friendly_errors(fn: F) -> F:
                 msg = f"{exc.strerror}: {exc.filename}"
             raise fail(msg) from None
 
-    return wrapper  # type: ignore[return-value]
+    return errors  # type: ignore[return-value]
 
 
 def invoked_command() -> str | None:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_tau
+from reluscope._validate import NonFiniteError, check_tau
 
 __all__ = ["ActivationStats", "renormalise", "two_sum_into"]
 
@@ -205,10 +205,11 @@ class ActivationStats:
         if 0 in shape:
             raise ValueError(f"{name}: pre has no units (shape {pre.shape}); pass at least one unit")
         n = pre.shape[0]
-        counts, abs_sum, max_pre, pos_counts = self._reduce(name, shape, pre, act, assume_nonnegative)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is reported just below
+            counts, abs_sum, max_pre, pos_counts = self._reduce(name, shape, pre, act, assume_nonnegative)
         if n and not (np.isfinite(max_pre).all() and np.isfinite(abs_sum).all()):
             what = "pre" if not np.isfinite(max_pre).all() or act is None else "act"
-            raise ValueError(
+            raise NonFiniteError(
                 f"{name}: {what} contains NaN or inf values; nothing was recorded for this batch. The network has "
                 "probably diverged (lower the learning rate) or its input holds NaN"
             )
