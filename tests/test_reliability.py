@@ -332,3 +332,76 @@ def test_report_replay_of_a_diverged_run(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert not res.stderr.strip(), res.stderr
     assert (out / "report.html").is_file()
+
+
+# -- kind 15: messages that say expected / got / fix -------------------------------------------------------------
+def test_float_one_hot_labels_are_told_to_use_argmax_first(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.int64):  # the advice is the same before and after an astype
+        path = tmp_path / f"onehot_{np.dtype(dtype).name}.npz"
+        np.savez(path, X=rng.standard_normal((30, 2)), y=np.eye(3, dtype=dtype)[np.arange(30) % 3])
+        line = one_line_error(run("train", "--data", path, "--epochs", "1"))
+        assert "got shape (30, 3)" in line and "y.argmax(axis=1)" in line and "astype" not in line
+
+
+def test_out_that_is_a_file_is_explained(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    line = one_line_error(run("sweep", "--out", afile, "--epochs", "1", "--lrs", "1", "--seeds", "0"))
+    assert str(afile) in line and "File exists" not in line and "choose another" in line
+
+
+def test_sweep_record_without_cells(tmp_path: Path) -> None:
+    d = tmp_path / "sw"
+    d.mkdir()
+    (d / "sweep.json").write_text('{"kind": "sweep", "config": {}}')
+    line = one_line_error(run("report", d))
+    assert "incomplete sweep record: expected 'cells' (a list of cell keys)" in line and "missing key" not in line
+
+
+def test_a_directory_as_data(tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", X=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))
+    line = one_line_error(run("train", "--data", tmp_path, "--epochs", "1"))
+    assert "is a directory, expected a dataset file" in line and "d.npz" in line and "--labels" not in line[:80]
+
+
+def test_os_errors_are_expected_got_fix() -> None:
+    import errno
+
+    from reluscope.cli._common import os_error_message
+
+    for code in (errno.EEXIST, errno.EACCES, errno.ENOSPC, errno.EROFS, errno.ENOENT, errno.EISDIR):
+        msg = os_error_message(OSError(code, "raw text", "/some/path"))
+        assert "/some/path" in msg and "raw text" not in msg and "Errno" not in msg
+
+
+def test_a_bare_key_error_is_a_bug_and_debug_shows_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """friendly_errors: a KeyError carrying a sentence of ours is one line (exit 2); a bare KeyError is a bug and
+    keeps its traceback; --debug (or RELUSCOPE_DEBUG=1) keeps every traceback."""
+    import typer
+
+    from reluscope.cli._common import friendly_errors
+
+    app2 = typer.Typer()
+
+    @app2.command()
+    @friendly_errors
+    def cmd(kind: str) -> None:
+        if kind == "sentence":
+            raise KeyError("no statistics for site 'h9'; known sites: 'hidden1'")
+        if kind == "bare":
+            raise KeyError("cells")
+        raise ValueError("bad value; pass a good one")
+
+    res = runner.invoke(app2, ["sentence"])
+    assert res.exit_code == 2 and "no statistics for site 'h9'" in res.stderr
+    res = runner.invoke(app2, ["bare"])
+    assert isinstance(res.exception, KeyError)  # not dressed up as the user's fault
+    monkeypatch.setenv("RELUSCOPE_DEBUG", "1")
+    res = runner.invoke(app2, ["value"])
+    assert isinstance(res.exception, ValueError)
+    monkeypatch.delenv("RELUSCOPE_DEBUG")
+    res = run("--debug", "train", "--lr", "-1")
+    assert isinstance(res.exception, ValueError)
+    res = run("train", "--lr", "-1")  # the flag does not stick to the next invocation
+    one_line_error(res)

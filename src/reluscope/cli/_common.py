@@ -6,7 +6,9 @@ torch) is imported inside the command body, so ``reluscope --help`` starts insta
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import warnings
 from collections.abc import Callable
 from enum import Enum
@@ -40,11 +42,54 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+_debug = False  # set for each invocation by `reluscope --debug`
+
+
+def set_debug(on: bool) -> None:
+    """Called by the root command with its ``--debug`` flag, on every invocation."""
+    global _debug
+    _debug = bool(on)
+
+
+def debugging() -> bool:
+    """``reluscope --debug ...`` or ``RELUSCOPE_DEBUG=1``: errors show their traceback instead of one line."""
+    return _debug or os.environ.get("RELUSCOPE_DEBUG", "").strip() not in ("", "0")
+
+
+_OS_ERRORS: dict[int, str] = {
+    errno.EEXIST: "{f} already exists and is not a directory; remove it or choose another path",
+    errno.ENOTDIR: "{f}: a part of this path is a file, not a directory; choose another path",
+    errno.EISDIR: "{f} is a directory, expected a file; pass the path of the file itself",
+    errno.ENOENT: "{f} does not exist; check the path (relative paths start at {cwd})",
+    errno.EACCES: "permission denied for {f}; choose a path you can access or change its permissions",
+    errno.EPERM: "operation not permitted on {f}; choose a path you can access or change its permissions",
+    errno.EROFS: "{f} is on a read-only file system; choose a writable path",
+    errno.ENOSPC: "no space left on the device holding {f}; free some space or choose another path",
+    errno.EDQUOT: "disk quota exceeded while writing {f}; free some space or choose another path",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError as expected / got / fix, naming its path; never the bare ``[Errno 17] File exists: x``."""
+    if exc.filename is None:
+        return str(exc) if exc.errno is None else (exc.strerror or str(exc))
+    template = _OS_ERRORS.get(exc.errno or 0)
+    if exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno):  # a text of our own: keep it
+        return f"{exc.strerror}: {exc.filename}"
+    if template is None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return template.format(f=exc.filename, cwd=Path.cwd())
+
+
 def friendly_errors(fn: F) -> F:
     """Turn the library's ValueError/TypeError/OSError, and a missing optional extra (an ImportError naming
     ``pip install 'reluscope[...]'``), into one red line and exit code 2 (never a traceback).
 
-    ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not.
+    ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not. A KeyError is a bug
+    in reluscope unless it carries a sentence of our own (a lookup of a name the user chose, e.g. an unknown site):
+    a bare KeyError is not caught, so its traceback reaches the bug report. Readers of user files turn a missing
+    key into a ValueError naming the file. ``RELUSCOPE_DEBUG=1`` (or ``reluscope --debug``) shows the traceback
+    of every error.
     """
 
     @functools.wraps(fn)
@@ -71,18 +116,20 @@ def friendly_errors(fn: F) -> F:
         try:
             return wrapper(*args, **kwargs)
         except DivergenceError as exc:
+            if debugging():
+                raise
             raise fail(str(exc), code=1) from None
         except ImportError as exc:  # an optional extra the command needs; any other ImportError is a bug
             if "pip install 'reluscope[" not in str(exc):
                 raise
             raise fail(str(exc)) from None
         except (ValueError, TypeError, OSError, KeyError) as exc:
-            msg = str(exc)
-            if isinstance(exc, KeyError):  # a bare key (e.g. from a malformed file) or a sentence of our own
-                arg = exc.args[0] if exc.args else ""
-                msg = arg if isinstance(arg, str) and " " in arg else f"missing key {exc}"
-            if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-                msg = f"{exc.strerror}: {exc.filename}"
+            arg = exc.args[0] if exc.args else ""
+            if debugging() or (isinstance(exc, KeyError) and not (isinstance(arg, str) and " " in arg)):
+                raise  # a bare KeyError is a bug: its traceback is what a bug report needs
+            msg = arg if isinstance(exc, KeyError) else str(exc)
+            if isinstance(exc, OSError):
+                msg = os_error_message(exc)
             raise fail(msg) from None
 
     return errors  # type: ignore[return-value]

@@ -161,6 +161,15 @@ def load_dataset(
         if isinstance(source, str) and not path.suffix and len(path.parts) == 1:
             raise ValueError(f"unknown dataset {source!r}; {choices}")
         raise FileNotFoundError(f"dataset file not found: {path}; {choices}")
+    if path.is_dir():
+        inside = sorted(
+            q.name for q in path.iterdir() if q.is_file() and _file_kind(q) in ("npz", "csv") and q.suffix != ".gz"
+        )[:3]
+        hint = f"; it holds e.g. {', '.join(inside)}: pass one of them, e.g. {path / inside[0]}" if inside else ""
+        raise ValueError(
+            f"{path} is a directory, expected a dataset file (.npz with X and y, .csv with a label column, or MNIST "
+            f"IDX images with --labels){hint}"
+        )
     kind = _file_kind(path)
     if kind != "idx" and labels_path is not None:
         raise ValueError(

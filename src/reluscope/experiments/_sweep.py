@@ -199,6 +199,17 @@ def load_sweep(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[s
     record = load_json(out / SWEEP_FILE)
     if not isinstance(record, dict) or record.get("kind") != "sweep":
         raise ValueError(f"{out / SWEEP_FILE} is not a sweep record; run `reluscope sweep --out {out}` first")
+    cell_keys, config = record.get("cells"), record.get("config")
+    bad = []
+    if not (isinstance(cell_keys, list) and all(isinstance(k, str) for k in cell_keys)):
+        bad.append("'cells' (a list of cell keys)")
+    if not isinstance(config, dict):
+        bad.append("'config' (the sweep's options)")
+    if bad:
+        raise ValueError(
+            f"{out / SWEEP_FILE} is an incomplete sweep record: expected {' and '.join(bad)}, found keys "
+            f"{sorted(record)}; it was edited or written by another tool. Run the sweep again into a new --out"
+        )
     cells = []
     for key in record["cells"]:
         path = cell_path(out, key)
