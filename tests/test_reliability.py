@@ -4,6 +4,7 @@ diverged) with one line on stderr and no traceback, and nothing is written half 
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -371,8 +372,10 @@ def test_os_errors_are_expected_got_fix() -> None:
     from reluscope.cli._common import os_error_message
 
     for code in (errno.EEXIST, errno.EACCES, errno.ENOSPC, errno.EROFS, errno.ENOENT, errno.EISDIR):
-        msg = os_error_message(OSError(code, "raw text", "/some/path"))
-        assert "/some/path" in msg and "raw text" not in msg and "Errno" not in msg
+        msg = os_error_message(OSError(code, os.strerror(code), "/some/path"))
+        assert "/some/path" in msg and os.strerror(code) not in msg and "Errno" not in msg
+    # a text of our own in strerror (e.g. "weights file not found") is kept
+    assert os_error_message(FileNotFoundError(errno.ENOENT, "weights file not found", "w.pt")).startswith("weights")
 
 
 def test_a_bare_key_error_is_a_bug_and_debug_shows_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
