@@ -324,12 +324,12 @@ def test_lr_check_with_an_overflowing_lr_prints_json_only() -> None:
     assert json.loads(res.stdout)["trials"][0]["diverged"] is True
 
 
-def test_report_replay_of_a_diverged_run(tmp_path: Path) -> None:
+def test_report_of_a_diverged_run(tmp_path: Path) -> None:
     out = tmp_path / "D"
     res = run("train", "--lr", "1e7", "--dtype", "float32", "--hidden", "100,100", "--epochs", "20", "--out", out,
-              "--quiet")  # fmt: skip
+              "--track-dead", "2", "--quiet")  # fmt: skip
     assert res.exit_code == 1
-    res = run("report", out, "--replay", "2", "--quiet")
+    res = run("report", out, "--quiet")
     assert res.exit_code == 0, res.output
     assert not res.stderr.strip(), res.stderr
     assert (out / "report.html").is_file()

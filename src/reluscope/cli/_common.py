@@ -258,6 +258,7 @@ def config_options(opts: dict[str, Any]) -> dict[str, Any]:
         "label_column": opts["label_column"],
         "n_per_class": opts["n_per_class"],
         "n_classes": opts["n_classes"],
+        "file_n_classes": opts["n_classes"] if given_on_command_line("n_classes") else None,
         "val_fraction": opts["val_fraction"],
         "standardize": opts["standardize"],
         "hidden": tuple(parse_hidden(opts["hidden"])),
