@@ -47,8 +47,8 @@ class DataConfig:
     ``label_column`` (.csv), ``n_per_class``/``n_classes`` (spiral), ``data_seed`` (spiral generation and the
     validation split), ``standardize`` (training-set mean/std), ``val_fraction`` in [0, 1) held out
     (stratified) and ``file_n_classes``, a file's class count when given explicitly (None: ``max(y) + 1``; a label
-    far beyond the sample count is refused then, see :class:`reluscope.data.Dataset`). The base of :class:`RunConfig` and :class:`reluscope.experiments.SweepConfig`; read by
-    :func:`prepare_data`."""
+    far beyond the sample count is refused then, see :class:`reluscope.data.Dataset`). The base of
+    :class:`RunConfig` and :class:`reluscope.experiments.SweepConfig`; read by :func:`prepare_data`."""
 
     data: str = "spiral"
     labels: str | None = None
