@@ -408,3 +408,84 @@ def test_a_bare_key_error_is_a_bug_and_debug_shows_tracebacks(monkeypatch: pytes
     assert isinstance(res.exception, ValueError)
     res = run("train", "--lr", "-1")  # the flag does not stick to the next invocation
     one_line_error(res)
+
+
+# -- kinds 6-10: output written whole, checked first, strict JSON, locked, modes kept ------------------------------
+def test_run_directory_is_replaced_whole_on_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    out = tmp_path / "M"
+    assert run("train", "--epochs", "3", "--hidden", "4", "--out", out, "--quiet").exit_code == 0
+    before = {name: (out / name).read_bytes() for name in ("model.npz", "run.json")}
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    line = one_line_error(run("train", "--epochs", "5", "--hidden", "4", "--out", out, "--quiet"))
+    assert "no space left" in line and str(out) in line
+    assert {name: (out / name).read_bytes() for name in before} == before  # the old pair, untouched
+    assert sorted(p.name for p in out.iterdir()) == ["model.npz", "run.json"]  # no temp file left behind
+
+
+def test_out_is_checked_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    out = tmp_path / "ro"
+    for command in (["train"], ["sweep"], ["born-dead"]):
+        # the data does not even exist: the --out error comes first, before any loading or training
+        args = [*command, "--out", out] + (["--data", tmp_path / "missing.npz"] if command != ["born-dead"] else [])
+        line = one_line_error(run(*args))
+        assert f"--out {out} is not writable" in line, (command, line)
+
+
+def test_run_json_and_json_output_are_strict(tmp_path: Path) -> None:
+    import json
+
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+    out = tmp_path / "D"
+    res = run("train", "--lr", "1e6", "--val-fraction", "0.2", "--epochs", "20", "--out", out, "--json")
+    assert res.exit_code == 1
+    strict(res.stdout)
+    record = strict((out / "run.json").read_text())
+    assert isinstance(record, dict) and record["status"] == "diverged"
+    assert all(v is None or np.isfinite(v) for v in record["history"]["val_loss"])
+    # every --json goes through one printer: a NaN becomes null, and the reason is recorded
+    import typer
+
+    from reluscope.cli._common import echo_json
+
+    app2 = typer.Typer()
+    app2.command()(lambda: echo_json({"history": {"val_loss": [1.0, float("nan")]}}))
+    printed = strict(runner.invoke(app2, []).stdout)
+    assert printed == {
+        "history": {"val_loss": [1.0, None]},
+        "non_finite": {"paths": ["history.val_loss[1]"], "reason": printed["non_finite"]["reason"]},  # type: ignore[index]
+    }
+
+
+def test_two_sweeps_into_one_directory(tmp_path: Path) -> None:
+    from reluscope.io import directory_lock
+
+    out = tmp_path / "sw"
+    with directory_lock(out, what="sweep"):  # a sweep in flight holds the lock
+        line = one_line_error(run("sweep", "--out", out, "--lrs", "1", "--seeds", "0", "--epochs", "2"))
+        assert "in use by another reluscope sweep" in line
+        line = one_line_error(run("report", out))
+        assert "in use by another reluscope" in line
+    assert not (out / "sweep.json").exists()
+
+
+def test_an_overwrite_keeps_the_file_mode(tmp_path: Path) -> None:
+    out = tmp_path / "D"
+    assert run("train", "--epochs", "2", "--hidden", "4", "--out", out, "--quiet").exit_code == 0
+    for f in out.iterdir():
+        f.chmod(0o600)
+    assert run("train", "--epochs", "2", "--hidden", "4", "--out", out, "--quiet").exit_code == 0
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {"model.npz": 0o600, "run.json": 0o600}

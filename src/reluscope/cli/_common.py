@@ -34,6 +34,19 @@ def console(*, stderr: bool = False, quiet: bool = False) -> Console:
     return Console(stderr=stderr, quiet=quiet, highlight=False)
 
 
+def echo_json(obj: Any) -> None:
+    """Print ``obj`` on stdout as one line of strict JSON: NaN/inf become null and, in a dict, the key
+    ``"non_finite"`` lists where (as every JSON file reluscope writes; see :func:`reluscope.io.strict_json`)."""
+    import json
+
+    from reluscope.io import strict_json
+
+    clean, replaced = strict_json(obj)
+    if replaced and isinstance(clean, dict):
+        clean["non_finite"] = {"paths": replaced, "reason": "not a finite number, which JSON cannot hold: null"}
+    typer.echo(json.dumps(clean, allow_nan=False))
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print one red line on stderr and return the Exit to raise."""
     from rich.markup import escape
@@ -74,7 +87,10 @@ def os_error_message(exc: OSError) -> str:
     if exc.filename is None:
         return str(exc) if exc.errno is None else (exc.strerror or str(exc))
     template = _OS_ERRORS.get(exc.errno or 0)
-    if exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno):  # a text of our own: keep it
+    ours = exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno)
+    if ours and str(exc.strerror).startswith("could not write "):  # io's: names the path already
+        return str(exc.strerror) if template is None else template.format(f=exc.filename, cwd=Path.cwd())
+    if ours:  # a text of our own: keep it
         return f"{exc.strerror}: {exc.filename}"
     if template is None:
         return f"{exc.filename}: {exc.strerror or exc}"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from reluscope.cli._common import HiddenOpt, OptimizerOpt, console, friendly_errors, parse_hidden
+from reluscope.cli._common import HiddenOpt, OptimizerOpt, console, echo_json, friendly_errors, parse_hidden
 
 __all__ = ["continual"]
 
@@ -131,16 +130,14 @@ def continual(
 
         written = save_plots(continual_plots(result), out)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "out": str(out),
-                    "ran": len(result.ran),
-                    "skipped": len(result.skipped),
-                    "summary": result.summary,
-                    "figures": [str(p) for p in written],
-                }
-            )
+        echo_json(
+            {
+                "out": str(out),
+                "ran": len(result.ran),
+                "skipped": len(result.skipped),
+                "summary": result.summary,
+                "figures": [str(p) for p in written],
+            }
         )
         return
     from rich.table import Table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +24,7 @@ from reluscope.cli._common import (
     StandardizeOpt,
     config_options,
     console,
+    echo_json,
     friendly_errors,
 )
 
@@ -155,7 +155,7 @@ def sweep(
     if as_json:
         figures = [str(p) for p in written]
         payload = {"out": str(out), "ran": len(result.ran), "skipped": len(result.skipped)}
-        typer.echo(json.dumps({**payload, "summary": result.summary, "figures": figures}))
+        echo_json({**payload, "summary": result.summary, "figures": figures})
         return
     _print_summary(out_console, result)
     out_console.print(
