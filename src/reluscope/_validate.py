@@ -97,8 +97,9 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
 def check_int(value: object, name: str, minimum: int, *, example: int = 64) -> int:
     """Return ``int(value)`` if it is an integer (not a bool) >= ``minimum``; else a TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        whole = isinstance(value, float) and value.is_integer()
-        fix = f"pass {name}={int(value)}" if whole else f"pass e.g. {name}={example}"
+        fix = f"pass e.g. {name}={example}"
+        if isinstance(value, float) and value.is_integer():
+            fix = f"pass {name}={int(value)}"
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}; {fix} (never truncated)")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}; pass {name}={minimum} or more")

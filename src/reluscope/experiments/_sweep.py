@@ -138,11 +138,16 @@ def run_sweep(
     out = Path(out)
     # writability is checked and the directory locked before any work: a second sweep into it is refused
     with directory_lock(out, what="sweep"):
-        return _run_sweep_locked(config, out, n_jobs, progress, command)
+        return _run_sweep_locked(config, out, n_jobs, progress, command, scheduler)
 
 
 def _run_sweep_locked(
-    config: SweepConfig, out: Path, n_jobs: int, progress: CellProgress | None, command: str | None
+    config: SweepConfig,
+    out: Path,
+    n_jobs: int,
+    progress: CellProgress | None,
+    command: str | None,
+    scheduler: str | None,
 ) -> SweepResult:
     data = load_sweep_data(config)
     cells = config.cells(data.digest)
