@@ -489,3 +489,81 @@ def test_an_overwrite_keeps_the_file_mode(tmp_path: Path) -> None:
         f.chmod(0o600)
     assert run("train", "--epochs", "2", "--hidden", "4", "--out", out, "--quiet").exit_code == 0
     assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {"model.npz": 0o600, "run.json": 0o600}
+
+
+# -- the fuzz test: any bytes or array through the loaders and the CLI is exit 0 or 2 with one line ----------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_FUZZ = settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+
+
+def _exit_0_or_one_line(res) -> None:  # type: ignore[no-untyped-def]
+    if res.exit_code == 0:
+        return
+    one_line_error(res, code=res.exit_code if res.exit_code in (1, 2) else 2)
+
+
+def _load_quietly(kind: str, path: Path) -> None:
+    """The library loader: a clean result or a ValueError/FileNotFoundError, nothing else."""
+    from reluscope.data import load_csv, load_idx, load_npz
+
+    try:
+        if kind == "npz":
+            load_npz(path)
+        elif kind == "csv":
+            load_csv(path)
+        else:
+            load_idx(path, path.with_name("labels.idx"))
+    except (ValueError, FileNotFoundError):
+        pass
+
+
+@_FUZZ
+@given(raw=st.binary(max_size=512), kind=st.sampled_from(["npz", "csv", "idx"]))
+def test_fuzz_any_bytes_through_the_loaders_and_train(tmp_path: Path, raw: bytes, kind: str) -> None:
+    path = tmp_path / f"data.{kind}"
+    path.write_bytes(raw)
+    labels = tmp_path / "labels.idx"
+    labels.write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x00\x01")  # 2 labels: a valid IDX labels file
+    _load_quietly(kind, path)
+    args = ["train", "--data", path, "--epochs", "1", "--hidden", "3", "--quiet"]
+    res = run(*args, *(["--labels", labels] if kind == "idx" else []))
+    _exit_0_or_one_line(res)
+
+
+_arrays = hnp.arrays(
+    dtype=st.sampled_from([np.float64, np.float32, np.int64, np.uint8, np.bool_, np.complex64, np.dtype("U3")]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5),
+    elements=None,
+)
+
+
+@_FUZZ
+@given(X=_arrays, y=_arrays)
+def test_fuzz_any_arrays_in_an_npz_through_train_and_diagnose(
+    tmp_path: Path, model_file: Path, X: np.ndarray, y: np.ndarray
+) -> None:
+    path = tmp_path / "d.npz"
+    with np.errstate(all="ignore"):
+        np.savez(path, X=X, y=y)
+    _load_quietly("npz", path)
+    _exit_0_or_one_line(run("train", "--data", path, "--epochs", "1", "--hidden", "3", "--quiet"))
+    _exit_0_or_one_line(run("diagnose", model_file, "--data", path, "--quiet"))
+
+
+@_FUZZ
+@given(
+    rows=st.lists(
+        st.lists(st.one_of(st.floats(allow_nan=True), st.integers(-(2**40), 2**40), st.text(max_size=3)), min_size=3,
+                 max_size=3),  # fmt: skip
+        min_size=0,
+        max_size=6,
+    )
+)
+def test_fuzz_csv_cells_through_train(tmp_path: Path, rows: list[list[object]]) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,label\n" + "\n".join(",".join(str(c) for c in r) for r in rows) + "\n")
+    _load_quietly("csv", path)
+    _exit_0_or_one_line(run("train", "--data", path, "--epochs", "1", "--hidden", "3", "--quiet"))
