@@ -556,8 +556,11 @@ def test_fuzz_any_arrays_in_an_npz_through_train_and_diagnose(
 @_FUZZ
 @given(
     rows=st.lists(
-        st.lists(st.one_of(st.floats(allow_nan=True), st.integers(-(2**40), 2**40), st.text(max_size=3)), min_size=3,
-                 max_size=3),  # fmt: skip
+        st.lists(
+            st.one_of(st.floats(allow_nan=True), st.integers(-(2**40), 2**40), st.text(max_size=3)),
+            min_size=3,
+            max_size=3,
+        ),  # fmt: skip
         min_size=0,
         max_size=6,
     )
@@ -567,3 +570,85 @@ def test_fuzz_csv_cells_through_train(tmp_path: Path, rows: list[list[object]]) 
     path.write_text("a,b,label\n" + "\n".join(",".join(str(c) for c in r) for r in rows) + "\n")
     _load_quietly("csv", path)
     _exit_0_or_one_line(run("train", "--data", path, "--epochs", "1", "--hidden", "3", "--quiet"))
+
+
+# -- kinds 3 and 4: the user's torch code and devices --------------------------------------------------------------
+_USER_MODEL = """
+import torch
+from torch import nn
+
+def good():
+    return nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
+
+def zero():
+    return 1 / 0
+
+def runtime():
+    raise RuntimeError("factory failed on purpose")
+
+class Indexing(nn.Module):
+    def forward(self, x):
+        return [x][3]
+
+def indexing():
+    return Indexing()
+
+def batches():
+    return [torch.zeros(3, 2), torch.zeros(3, 2)]
+
+def broken_loader():
+    def gen():
+        yield torch.zeros(3, 2)
+        raise KeyError("loader broke")
+    return gen()
+
+def raising_loader():
+    raise ZeroDivisionError("no data today")
+"""
+
+
+@pytest.fixture
+def user_code(tmp_path: Path) -> Path:
+    pytest.importorskip("torch")
+    path = tmp_path / "user_model.py"
+    path.write_text(_USER_MODEL)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "expected"),
+    [
+        ("zero", "batches", "the factory raised ZeroDivisionError: division by zero"),
+        ("runtime", "batches", "the factory raised RuntimeError: factory failed on purpose"),
+        ("indexing", "batches", "the model's forward on batch 1 of shape (3, 2) raised IndexError"),
+        ("good", "broken_loader", "the loader (producing batch 2) raised KeyError: 'loader broke'"),
+        ("good", "raising_loader", "the loader factory raised ZeroDivisionError: no data today"),
+    ],
+)
+def test_user_code_raising_is_one_line_naming_it(user_code: Path, model: str, data: str, expected: str) -> None:
+    res = run("diagnose", "--torch-model", f"{user_code}:{model}", "--data", f"{user_code}:{data}")
+    line = one_line_error(res)
+    assert expected in line and "--debug" in line, line
+    res = run("--debug", "diagnose", "--torch-model", f"{user_code}:{model}", "--data", f"{user_code}:{data}")
+    assert res.exception is not None and not isinstance(res.exception, SystemExit)  # the traceback is kept
+
+
+def test_user_module_that_cannot_be_imported(tmp_path: Path, user_code: Path) -> None:
+    bad_syntax = tmp_path / "bad_syntax.py"
+    bad_syntax.write_text("def make(:\n    pass\n")
+    line = one_line_error(run("diagnose", "--torch-model", f"{bad_syntax}:make", "--data", f"{user_code}:batches"))
+    assert f"running {bad_syntax} raised SyntaxError" in line and "(line 1)" in line
+    failing = tmp_path / "failing_import.py"
+    failing.write_text("import json\njson.loads('{')\n")
+    line = one_line_error(run("diagnose", "--torch-model", f"{failing}:make", "--data", f"{user_code}:batches"))
+    assert "raised JSONDecodeError" in line
+
+
+def test_a_device_that_does_not_exist(user_code: Path) -> None:
+    torch = pytest.importorskip("torch")
+    if torch.cuda.device_count() > 9:  # pragma: no cover - a machine with ten GPUs has cuda:9
+        pytest.skip("cuda:9 exists here")
+    line = one_line_error(
+        run("diagnose", "--torch-model", f"{user_code}:good", "--data", f"{user_code}:batches", "--device", "cuda:9")
+    )
+    assert "--device cuda:9 is not available" in line and "devices here: cpu" in line
