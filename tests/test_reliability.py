@@ -560,7 +560,7 @@ def test_fuzz_any_arrays_in_an_npz_through_train_and_diagnose(
             st.one_of(st.floats(allow_nan=True), st.integers(-(2**40), 2**40), st.text(max_size=3)),
             min_size=3,
             max_size=3,
-        ),  # fmt: skip
+        ),
         min_size=0,
         max_size=6,
     )
