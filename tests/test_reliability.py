@@ -652,3 +652,39 @@ def test_a_device_that_does_not_exist(user_code: Path) -> None:
         run("diagnose", "--torch-model", f"{user_code}:good", "--data", f"{user_code}:batches", "--device", "cuda:9")
     )
     assert "--device cuda:9 is not available" in line and "devices here: cpu" in line
+
+
+# -- kinds 2, 13, 14 in explain --------------------------------------------------------------------------------
+def test_explain_with_too_many_samples_is_refused_before_allocating() -> None:
+    line = one_line_error(run("explain", "--samples", "100000000"))
+    assert "explaining 100000000 samples" in line and "more than this machine's memory" in line
+
+
+@pytest.mark.parametrize("fmt", ["rich", "json", "markdown"])
+def test_explain_inputs_whose_products_overflow(fmt: str) -> None:
+    line = one_line_error(run("explain", "--x", "1e200,1e200,1e200;1,2,3", "--y", "0,1", "--format", fmt))
+    assert "too large to walk through: inputs up to 1e+200" in line and "order 1" in line
+
+
+def test_a_gradient_check_that_checked_nothing_does_not_pass() -> None:
+    import json
+
+    res = run("explain", "--x", "0,0,0", "--y", "0", "--format", "json")
+    assert res.exit_code == 0, res.output
+    g = json.loads(res.stdout)["gradcheck"]
+    assert g["passed"] is False and g["ok"] is False  # one verdict, the library's
+    assert g["unchecked"] == ["b1"] and g["params"]["b1"]["ok"] is False and g["params"]["b1"]["checked"] == 0
+    res = run("explain", "--x", "0,0,0", "--y", "0", "--format", "markdown")
+    assert "numerical gradient check INCOMPLETE" in res.stdout and "passed" not in res.stdout.split("INCOMPLETE")[0]
+    assert "b1 was not checked at all: all 4 of its sampled entries sat on a kink" in res.stdout
+
+
+def test_check_gradients_rule() -> None:
+    from reluscope.nn import MLP
+    from reluscope.nn.gradcheck import check_gradients
+
+    net = MLP([3, 4, 3], seed=0)
+    net.params["b1"][:] = 0.0
+    report = check_gradients(net, np.zeros((1, 3)), np.array([0]))  # every b1 entry on a kink
+    assert report.unchecked == ["b1"] and not report.ok("b1") and not report.passed
+    assert report.to_dict()["passed"] is False
