@@ -688,3 +688,52 @@ def test_check_gradients_rule() -> None:
     report = check_gradients(net, np.zeros((1, 3)), np.array([0]))  # every b1 entry on a kink
     assert report.unchecked == ["b1"] and not report.ok("b1") and not report.passed
     assert report.to_dict()["passed"] is False
+
+
+# -- kind 11: SIGTERM on a parallel sweep stops like Ctrl-C -----------------------------------------------------
+def test_sigterm_on_a_parallel_sweep_is_a_clean_stop(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "sw"
+    args = ["sweep", "--out", str(out), "--jobs", "2", "--epochs", "300", "--lrs", "0.1,0.3,1,3,10,30",
+            "--seeds", "0,1,2,3", "--activations", "relu,leaky", "--no-plots"]  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-c", "from reluscope.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()  # stdout is a pipe: one line per finished cell; blocks until the first
+            assert first, proc.stderr.read()
+            workers = psutil.Process(proc.pid).children(recursive=True)
+            assert workers, "a sweep with --jobs 2 runs worker processes"
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=120) == 143
+            err = proc.stderr.read()
+            assert "terminated (SIGTERM): the" in err and "finished cells of this sweep are kept" in err
+            assert "Traceback" not in err
+            _, alive = psutil.wait_procs(workers, timeout=60)  # bounded: the workers are shut down, not orphaned
+            assert not alive, [p.cmdline() for p in alive]
+            assert list((out / "cells").glob("*.json"))  # the finished cells are kept
+        finally:
+            if proc.poll() is None:  # pragma: no cover - only when an assertion above failed
+                proc.kill()
+                proc.wait(timeout=30)
+
+
+def test_interrupted_sweep_counts_only_its_own_cells(tmp_path: Path) -> None:
+    from reluscope.cli.sweep import _finished_cells
+
+    out = tmp_path / "sw"
+    common = ["--out", out, "--lrs", "1", "--activations", "relu", "--no-plots", "--quiet", "--jobs", "1"]
+    assert run("sweep", *common, "--epochs", "2", "--seeds", "0,1").exit_code == 0
+    assert _finished_cells(out) == 2
+    # a second sweep with other options into the same directory: its count starts from its own cells
+    (out / "cells" / "0000000000000000.json").write_text("{}")  # a stray cell file of another sweep
+    assert run("sweep", *common, "--epochs", "3", "--seeds", "0").exit_code == 0
+    assert _finished_cells(out) == 1

@@ -6,11 +6,12 @@ torch) is imported inside the command body, so ``reluscope --help`` starts insta
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -32,6 +33,37 @@ def console(*, stderr: bool = False, quiet: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, quiet=quiet, highlight=False)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as if Ctrl-C had been pressed (see :func:`sigterm_as_interrupt`)."""
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, a job scheduler's stop) raises :class:`Terminated`, a
+    KeyboardInterrupt: the command stops the same clean way as on Ctrl-C (finished work kept, joblib workers shut
+    down) instead of dying with its worker processes left running. Only in the main thread, where signals land."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def echo_json(obj: Any) -> None:

@@ -7,7 +7,17 @@ from typing import Annotated, Any
 
 import typer
 
-from reluscope.cli._common import HiddenOpt, OptimizerOpt, console, echo_json, friendly_errors, parse_hidden
+from reluscope.cli._common import (
+    HiddenOpt,
+    OptimizerOpt,
+    Terminated,
+    console,
+    echo_json,
+    friendly_errors,
+    interrupt_exit_code,
+    parse_hidden,
+    sigterm_as_interrupt,
+)
 
 __all__ = ["continual"]
 
@@ -115,14 +125,16 @@ def continual(
 
     command = _command(config, out, blocks, jobs)
     try:
-        result = run_continual(config, out, jobs=jobs, progress=line, command=command, blocks=blocks)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            result = run_continual(config, out, jobs=jobs, progress=line, command=command, blocks=blocks)
+    except KeyboardInterrupt as exc:
         done = len(list((out / "cells").glob("*.json")))
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         console(stderr=True).print(
-            f"interrupted: {done} finished cells are kept in {out / 'cells'}; rerun the same command to finish",
+            f"{what}: {done} finished cells are kept in {out / 'cells'}; rerun the same command to finish",
             soft_wrap=True,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     written: list[Path] = []
     if plots:
         from reluscope.report import save_plots
