@@ -737,3 +737,25 @@ def test_interrupted_sweep_counts_only_its_own_cells(tmp_path: Path) -> None:
     (out / "cells" / "0000000000000000.json").write_text("{}")  # a stray cell file of another sweep
     assert run("sweep", *common, "--epochs", "3", "--seeds", "0").exit_code == 0
     assert _finished_cells(out) == 1
+
+
+# -- kind 18: a 1-D tensor is one unbatched sample, and the site record says so --------------------------------------
+def test_a_one_d_tensor_is_one_unbatched_sample() -> None:
+    torch = pytest.importorskip("torch")
+    from reluscope.diagnose import ActivationStats
+    from reluscope.torch import scan_with_sites
+
+    class Relu(torch.nn.Module):
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return torch.relu(x)
+
+    x = torch.tensor([1.0, -1.0, 2.0, -3.0, 0.5])
+    stats, sites = scan_with_sites(Relu(), [x, -x])
+    (site,) = sites
+    assert site.shape == (5,) and site.axis_source == "unbatched"
+    assert stats.n_samples(site.name) == 2  # two calls, one sample each; not 5 samples of one unit
+    assert stats.fire_count(site.name).tolist() == [1, 1, 1, 1, 1]
+    assert ActivationStats.from_dict(stats.to_dict()).axis_source(site.name) == "unbatched"
+    # the same values as a batch of one (1, 5): the same counts, under the fallback rule
+    stats2, sites2 = scan_with_sites(Relu(), [x[None], -x[None]])
+    assert stats2.fire_count(sites2[0].name).tolist() == [1, 1, 1, 1, 1] and sites2[0].axis_source == "rule"

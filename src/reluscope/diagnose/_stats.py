@@ -37,7 +37,7 @@ from reluscope._validate import NonFiniteError, check_tau
 __all__ = ["ActivationStats", "renormalise", "two_sum_into"]
 
 _FORMAT = "reluscope.ActivationStats"
-_AXIS_SOURCES = ("linear", "conv", "rule", "user")
+_AXIS_SOURCES = ("linear", "conv", "rule", "unbatched", "user")
 _VERSION = 1
 # Row chunks keep temporaries (a bool mask, a float buffer) at most this many elements, and at most 4096 rows
 # (a uint16 count holds 65535; float32 column sums stay accurate to ~1e-6).
