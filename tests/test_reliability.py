@@ -759,3 +759,16 @@ def test_a_one_d_tensor_is_one_unbatched_sample() -> None:
     # the same values as a batch of one (1, 5): the same counts, under the fallback rule
     stats2, sites2 = scan_with_sites(Relu(), [x[None], -x[None]])
     assert stats2.fire_count(sites2[0].name).tolist() == [1, 1, 1, 1, 1] and sites2[0].axis_source == "rule"
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["--n-inits", "1000000000000", "--depths", "2", "--widths", "4"], "1000000000000 random initialisations"),
+        (["--widths", "100000000", "--depths", "2", "--n-inits", "10"], "widths [100000000, 100000000]"),
+        (["--inputs", "grid", "--grid-size", "1000000", "--depths", "1", "--widths", "2"], "a grid of 1000000^2"),
+    ],
+)
+def test_born_dead_sizes_are_estimated(tmp_path: Path, args: list[str], what: str) -> None:
+    line = one_line_error(run("born-dead", *args, "--out", tmp_path / "bd", "--no-plots"))
+    assert what in line and "more than this machine's memory" in line
