@@ -772,3 +772,14 @@ def test_a_one_d_tensor_is_one_unbatched_sample() -> None:
 def test_born_dead_sizes_are_estimated(tmp_path: Path, args: list[str], what: str) -> None:
     line = one_line_error(run("born-dead", *args, "--out", tmp_path / "bd", "--no-plots"))
     assert what in line and "more than this machine's memory" in line
+
+
+def test_single_file_outputs_are_checked_before_any_work(tmp_path: Path, model_file: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    line = one_line_error(run("explain", "--format", "json", "--out", afile / "x.json"))
+    assert str(afile) in line and "must be a directory" in line
+    line = one_line_error(run("explain", "--format", "json", "--out", tmp_path))
+    assert "--out must be a file" in line
+    line = one_line_error(run("diagnose", model_file, "--prune-out", afile / "pruned.npz"))
+    assert "--prune-out's directory" in line and str(afile) in line

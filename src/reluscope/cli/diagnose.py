@@ -208,6 +208,10 @@ def diagnose(
     from reluscope.diagnose import scan
     from reluscope.io import load_model, load_standardizer
 
+    if prune_out is not None:  # before any work, naming the real path
+        from reluscope.io import check_writable
+
+        check_writable(prune_out.parent, option="--prune-out's directory")
     out = console(quiet=quiet or as_json)
     extra: dict[str, Any] = {}
     pruning: PruneReport | str
