@@ -783,3 +783,20 @@ def test_single_file_outputs_are_checked_before_any_work(tmp_path: Path, model_f
     assert "--out must be a file" in line
     line = one_line_error(run("diagnose", model_file, "--prune-out", afile / "pruned.npz"))
     assert "--prune-out's directory" in line and str(afile) in line
+
+
+def test_interrupted_continual_counts_only_its_own_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import reluscope.continual as continual
+    from reluscope.cli._common import Terminated
+
+    out = tmp_path / "c"
+    (out / "cells").mkdir(parents=True)
+    (out / "cells" / "0000000000000000.json").write_text("{}")  # a stray cell file of another benchmark
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise Terminated()
+
+    monkeypatch.setattr(continual, "run_continual", stopped)
+    res = run("continual", "--out", out)
+    assert res.exit_code == 143
+    assert "terminated (SIGTERM): 0 finished cells of this benchmark are kept" in res.stderr

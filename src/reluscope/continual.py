@@ -61,6 +61,7 @@ __all__ = [
     "ContinualConfig",
     "ContinualResult",
     "TaskRecord",
+    "count_finished",
     "effective_rank",
     "load_continual",
     "per_task_series",
@@ -528,6 +529,11 @@ def run_continual(
         }
         save_json(out / CONTINUAL_FILE, record)
         return ContinualResult(config, out, ordered, ran, skipped, summary, command)
+
+
+def count_finished(config: ContinualConfig, out: str | os.PathLike[str]) -> int:
+    """How many cells of ``config`` have a complete result in ``out`` (cells of other configs there not counted)."""
+    return sum(_load_finished(cell_path(Path(out), c["key"]), c) is not None for c in config.cells())
 
 
 def load_continual(out: str | os.PathLike[str]) -> ContinualResult:

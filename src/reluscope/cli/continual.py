@@ -128,10 +128,13 @@ def continual(
         with sigterm_as_interrupt():
             result = run_continual(config, out, jobs=jobs, progress=line, command=command, blocks=blocks)
     except KeyboardInterrupt as exc:
-        done = len(list((out / "cells").glob("*.json")))
+        from reluscope.continual import count_finished
+
+        done = count_finished(config, out)
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         console(stderr=True).print(
-            f"{what}: {done} finished cells are kept in {out / 'cells'}; rerun the same command to finish",
+            f"{what}: {done} finished cells of this benchmark are kept in {out / 'cells'}; rerun the same command "
+            "to finish",
             soft_wrap=True,
         )
         raise typer.Exit(interrupt_exit_code(exc)) from None
