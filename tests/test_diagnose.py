@@ -404,18 +404,20 @@ def test_from_dict_rejects_malformed(mutate, message: str) -> None:  # type: ign
         ActivationStats.from_dict(d)
 
 
-def test_tracker_reports_overflowing_activations_as_divergence():
-    """Finite weights whose activations overflow are a diverged run (exit 1 in the CLI), not bad input."""
+def test_tracker_reports_overflowing_activations_as_non_finite():
+    """Finite weights whose activations overflow raise NonFiniteError, which fit() reports as a divergence (exit 1
+    in the CLI), not bad input (tests/test_reliability.py checks the fit side)."""
+    from reluscope._validate import NonFiniteError
     from reluscope.diagnose import DeadUnitTracker
     from reluscope.nn import MLP, SGD
-    from reluscope.train import DivergenceError, History, TrainState
+    from reluscope.train import History, TrainState
 
     net = MLP([2, 3, 3, 2], seed=0)
     for key in ("W1", "W2"):
         net.params[key][:] = 1e200  # finite, but h1 ~ 1e200 and z2 ~ 1e400 = inf
     X = np.ones((4, 2))
     state = TrainState(net=net, optimizer=SGD(0.5), X=X, y=np.zeros(4, dtype=np.intp), history=History(), epoch=7)
-    with pytest.raises(DivergenceError, match=r"by epoch 7: the weights are finite .* lower the learning rate"):
+    with pytest.raises(NonFiniteError, match=r"hidden2: pre contains NaN or inf .* \(lower the learning rate\)"):
         DeadUnitTracker(every=1).record(state)
 
 

@@ -469,7 +469,10 @@ def test_cli_sweep_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, 
     monkeypatch.setattr(experiments, "run_sweep", interrupted)
     res = invoke("sweep", *TINY_ARGS, "--out", str(tmp_path), "--no-plots")
     assert res.exit_code == 130
-    assert "interrupted: the 2 finished cells are kept" in res.stderr and "rerun the same command" in res.stderr
+    assert (
+        "interrupted: the 2 finished cells of this sweep are kept" in res.stderr
+        and "rerun the same command" in res.stderr
+    )
     monkeypatch.setattr(experiments, "run_sweep", real)
     res = invoke("sweep", *TINY_ARGS, "--out", str(tmp_path), "--no-plots", "--json")
     assert (json.loads(res.stdout)["ran"], json.loads(res.stdout)["skipped"]) == (6, 2)

@@ -231,7 +231,7 @@ def test_weight_and_data_errors(user_module: Path, weights: Path, tmp_path: Path
     garbage.write_text("not a model")
     with pytest.raises(ValueError, match="not a TorchScript file"):
         load_torch_model(str(garbage))
-    with pytest.raises(ValueError, match=r"failed on a batch of shape \(7, 64\).*--input-shape"):
+    with pytest.raises(ValueError, match=r"failed on batch 1 of shape \(7, 64\).*--input-shape"):
         torch_diagnosis(f"{MODULE}:make", X=_digits_X()[:7])
     with pytest.raises(ValueError, match="product is 64"):
         torch_diagnosis(f"{MODULE}:make", X=_digits_X()[:7], input_shape=(1, 4, 4))

@@ -121,7 +121,7 @@ def test_callbacks_are_called_and_can_stop():
         ({"lr": -1.0}, "lr must be finite and > 0"),
         ({"reg": -1.0}, "reg must be finite and >= 0"),
         ({"epochs": 1, "iterations": 1}, "not both"),
-        ({"batch_size": 0}, "batch_size must be finite and > 0"),
+        ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"optimizer": "rmsprop"}, "unknown optimizer"),
     ],
 )

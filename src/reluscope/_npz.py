@@ -24,7 +24,8 @@ def read_npz(path: str | os.PathLike[str], *, what: str, fix: str) -> dict[str, 
 
     ``what`` names the file when it is missing (e.g. "weights file"); ``fix`` says how to write a good one
     (e.g. "np.savez('d.npz', X=X, y=y)"). Raises FileNotFoundError for a missing file and ValueError for a file
-    that is not an archive, holds a single .npy array, or holds object arrays (which would need unpickling).
+    that is not an archive, holds a single .npy array, holds object arrays (which would need unpickling), or holds a
+    member that is not a .npy array at all (``np.load`` would hand it over as raw ``bytes``).
     """
     p = Path(path)
     if p.is_dir():
@@ -53,4 +54,11 @@ def read_npz(path: str | os.PathLike[str], *, what: str, fix: str) -> dict[str, 
                 else:
                     reason = f"is corrupt ({exc})"
                 raise ValueError(f"{p}: array {key} {reason}; write the file again with {fix}") from None
+            if not isinstance(arrays[key], np.ndarray):
+                # np.load hands back the raw bytes of a member that does not start with the .npy magic
+                raise ValueError(
+                    f"{p}: member {key!r} is not a numpy array (it does not start with the .npy header, "
+                    f"{np.lib.format.MAGIC_PREFIX!r}); every member must be an array saved by numpy: write the file "
+                    f"again with {fix}"
+                )
     return arrays

@@ -10,25 +10,39 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "NonFiniteError",
     "RNGLike",
     "as_rng",
     "check_finite_array",
     "check_fraction",
     "check_int",
     "check_labels",
+    "check_memory",
     "check_positive",
     "check_positive_int",
     "check_tau",
+    "memory_limit",
     "resolve_dtype",
 ]
 
 RNGLike = int | np.random.Generator | np.random.RandomState
+
+
+class NonFiniteError(ValueError):
+    """Values computed from a network (activations, their sums) became NaN or inf although its input was finite.
+
+    Raised by :meth:`reluscope.diagnose.ActivationStats.update`; during :func:`reluscope.train.fit` a callback
+    raising it (a scan at the end of an epoch) means the run diverged, and ``fit`` reports it as a
+    ``DivergenceError``.
+    """
+
 
 _FLOAT_DTYPES: dict[str, np.dtype[np.floating[Any]]] = {
     "float32": np.dtype(np.float32),
@@ -83,7 +97,10 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
 def check_int(value: object, name: str, minimum: int, *, example: int = 64) -> int:
     """Return ``int(value)`` if it is an integer (not a bool) >= ``minimum``; else a TypeError/ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}; pass e.g. {name}={example}")
+        fix = f"pass e.g. {name}={example}"
+        if isinstance(value, float) and value.is_integer():
+            fix = f"pass {name}={int(value)}"
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}; {fix} (never truncated)")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}; pass {name}={minimum} or more")
     return int(value)
@@ -210,3 +227,38 @@ def check_labels(y: Any, n_samples: int, n_classes: int | None = None, *, name: 
         )
     labels: NDArray[np.intp] = y.astype(np.intp, copy=False)
     return labels
+
+
+def memory_limit() -> int:
+    """The machine's physical memory in bytes (``os.sysconf``), the most any single allocation plan may need.
+
+    Physical memory rather than what is free right now: the limit is the same on every call, so a refusal is
+    reproducible, and a plan over it cannot run here whatever else is running.
+    """
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without sysconf
+        return 2**40
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_memory(nbytes: float, what: str, *, fix: str) -> None:
+    """Refuse a plan that needs more than the machine's memory, before anything is allocated.
+
+    ``nbytes`` is the estimate (an int or a float, which may exceed any int64 for absurd sizes), ``what`` says what
+    needs it (e.g. "the network's parameters, gradients and optimizer state for sizes [2, 10000000000, 3]") and
+    ``fix`` how to need less. Raises ValueError naming the estimate and the limit (:func:`memory_limit`).
+    """
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ValueError(
+            f"{what} would need about {_human(float(nbytes))}, more than this machine's memory "
+            f"({_human(float(limit))}); {fix}"
+        )

@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 from reluscope.data import digits, load_idx
 from reluscope.diagnose import scan
 from reluscope.experiments import cell_path, resolve_jobs, run_cells
-from reluscope.io import atomic_write, directory_lock, load_json
+from reluscope.io import atomic_write, directory_lock, json_writer, load_json, save_json
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
 from reluscope.remedies import ContinualBackprop, ShrinkPerturb, check_cbp_options, check_shrink_options, redo
@@ -61,6 +61,7 @@ __all__ = [
     "ContinualConfig",
     "ContinualResult",
     "TaskRecord",
+    "count_finished",
     "effective_rank",
     "load_continual",
     "per_task_series",
@@ -433,9 +434,8 @@ def _run_cell(cell: dict[str, Any], data: tuple[NDArray[np.float64], NDArray[np.
 
 # Cache ---------------------------------------------------------------------------------------------------------
 def _write_cell(path: Path, cell: ContinualCell) -> None:
-    text = json.dumps(cell.to_dict(), separators=(",", ":"), allow_nan=False)
-    with atomic_write(path, "w") as f:
-        f.write(text + "\n")
+    with atomic_write(path) as f:  # strict JSON: a non-finite number is null, listed under "non_finite"
+        json_writer(cell.to_dict())(f)
 
 
 def _run_and_write(
@@ -527,9 +527,13 @@ def run_continual(
             "cells": [c["key"] for c in cells],
             "summary": summary,
         }
-        with atomic_write(out / CONTINUAL_FILE, "w") as f:
-            f.write(json.dumps(record, indent=2, allow_nan=False) + "\n")
+        save_json(out / CONTINUAL_FILE, record)
         return ContinualResult(config, out, ordered, ran, skipped, summary, command)
+
+
+def count_finished(config: ContinualConfig, out: str | os.PathLike[str]) -> int:
+    """How many cells of ``config`` have a complete result in ``out`` (cells of other configs there not counted)."""
+    return sum(_load_finished(cell_path(Path(out), c["key"]), c) is not None for c in config.cells())
 
 
 def load_continual(out: str | os.PathLike[str]) -> ContinualResult:

@@ -24,10 +24,12 @@ __all__ = [
     "atomic_write",
     "check_writable",
     "directory_lock",
+    "json_writer",
     "load_json",
     "load_model",
     "load_standardizer",
     "model_config",
+    "model_writer",
     "save_json",
     "save_model",
     "strict_json",
@@ -58,7 +60,9 @@ def _mode_for(path: Path) -> int:
 
 def _named(exc: OSError, path: Path) -> OSError:
     """The same OSError, naming the file the user asked for rather than our temp file (or nothing)."""
-    return type(exc)(exc.errno, f"could not write {path}: {exc.strerror}")
+    if exc.strerror and exc.strerror.startswith("could not write "):  # named already (a nested staging)
+        return exc
+    return type(exc)(exc.errno, f"could not write {path}: {exc.strerror}", str(path))
 
 
 @contextlib.contextmanager
@@ -201,15 +205,24 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> None:
 
     Non-finite floats are written as null, and a dict gets the key ``"non_finite"`` listing where and why.
     """
+    with atomic_write(path) as f:
+        json_writer(obj)(f)
+
+
+def json_writer(obj: Any) -> Callable[[IO[Any]], None]:
+    """A writer for :func:`write_together`: ``obj`` as indented strict JSON, as :func:`save_json` writes it."""
     clean, replaced = strict_json(obj)
     if replaced and isinstance(clean, dict):
         clean["non_finite"] = {
             "paths": replaced,
             "reason": "not a finite number, which strict JSON cannot hold: written as null",
         }
-    text = json.dumps(clean, indent=2, allow_nan=False)
-    with atomic_write(path, "w") as f:
-        f.write(text + "\n")
+    data = (json.dumps(clean, indent=2, allow_nan=False) + "\n").encode()
+
+    def write(f: IO[Any]) -> None:
+        f.write(data)
+
+    return write
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:
@@ -232,9 +245,21 @@ def save_model(path: str | os.PathLike[str], net: MLP, *, standardizer: Standard
     if _is_safetensors(path):
         _save_safetensors(path, arrays, json.dumps(net.config()))
         return
-    arrays[_CONFIG_KEY] = np.array(json.dumps(net.config()))
     with atomic_write(path) as f:
+        model_writer(net, standardizer=standardizer)(f)
+
+
+def model_writer(net: MLP, *, standardizer: Standardizer | None = None) -> Callable[[IO[Any]], None]:
+    """A writer for :func:`write_together`: ``net`` as the ``.npz`` :func:`save_model` writes."""
+    arrays: dict[str, Any] = dict(net.params)
+    arrays[_CONFIG_KEY] = np.array(json.dumps(net.config()))
+    if standardizer is not None:
+        arrays[_MEAN_KEY], arrays[_STD_KEY] = standardizer.mean, standardizer.std
+
+    def write(f: IO[Any]) -> None:
         np.savez(f, **arrays)
+
+    return write
 
 
 def _is_safetensors(path: str | os.PathLike[str]) -> bool:

@@ -1,8 +1,21 @@
 """The training loop: full-batch or minibatch SGD/momentum/Adam over an :class:`~reluscope.nn.MLP`.
 
 :func:`fit` records a :class:`History` of plain lists (one entry per epoch), calls :class:`Callback` hooks, and
-stops on divergence: a non-finite loss or parameter raises :class:`DivergenceError` after restoring the last
-finite parameters, with advice to lower the learning rate.
+stops on divergence, raising :class:`DivergenceError` after restoring the last good parameters, with advice to
+lower the learning rate (and to standardise inputs of a large scale). A run has diverged when
+
+* the loss, a gradient or a parameter becomes NaN or inf, or a callback's scan finds the activations overflowing
+  (:class:`~reluscope._validate.NonFiniteError`); or
+* it blows up while staying finite: the minibatch loss stays above ``BLOWUP_FACTOR`` (1000) times
+  ``max(first loss, ln C)`` for ``BLOWUP_STEPS`` (5) optimizer steps in a row.
+
+Why this criterion: ``ln C`` is the loss of a network that predicts uniformly, and the first loss is where this
+network started; a loss three orders of magnitude above both means the network is confidently wrong by margins that
+training is not undoing (on 0..255 pixel inputs at lr 1.0 the loss climbs 175 -> 1e7 -> 2e8 and stays there). The
+factor is 1000 rather than 100 because runs that overshoot and then recover do reach a few hundred times ln C: the
+spiral at lr 30 peaks near 390 x ln 3 and falls back as L2 shrinks the weights. A single step over the line is
+allowed (a noisy minibatch, a spike that the next steps repair); five in a row are not. The restored parameters are
+those of the end of the last epoch whose steps all stayed under the line.
 """
 
 from __future__ import annotations
@@ -15,14 +28,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_labels, check_positive
+from reluscope._validate import (
+    NonFiniteError,
+    RNGLike,
+    as_rng,
+    check_int,
+    check_labels,
+    check_memory,
+    check_positive,
+)
 from reluscope.data import minibatches
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer, get_optimizer
 
-__all__ = ["Callback", "DivergenceError", "History", "TrainState", "fit"]
+__all__ = ["BLOWUP_FACTOR", "BLOWUP_STEPS", "Callback", "DivergenceError", "History", "TrainState", "fit"]
+
+BLOWUP_FACTOR = 1000.0  # a finite loss this many times above max(first loss, ln C) ...
+BLOWUP_STEPS = 5  # ... for this many optimizer steps in a row is a divergence (see the module docstring)
 
 
 class DivergenceError(RuntimeError):
@@ -90,12 +114,23 @@ def _all_finite(params: dict[str, Array]) -> bool:
     return all(np.isfinite(p).all() for p in params.values())
 
 
-def _divergence_message(epoch: int, step: int, lr: float) -> str:
-    return (
-        f"training diverged at epoch {epoch}, step {step}: the loss or the weights became NaN/inf with lr={lr:g}; "
-        f"lower the learning rate (try lr={lr / 10:g}) or add L2 regularisation (reg). The network was restored "
-        f"to its last finite weights (end of epoch {epoch - 1})."
+def _divergence_message(epoch: int, step: int, lr: float, *, what: str, restored: int, input_scale: float) -> str:
+    """The one message of every divergence: where, what happened, what to do, what was kept."""
+    scale = (
+        f" The inputs reach |x| = {input_scale:.3g}: standardise them (--standardize, or "
+        "reluscope.data.Standardizer) so that a step of this size does not overshoot."
+        if input_scale > _LARGE_INPUT
+        else ""
     )
+    kept = "its initial weights" if restored == 0 else f"its weights at the end of epoch {restored}"
+    return (
+        f"training diverged at epoch {epoch}, step {step}: {what} with lr={lr:g}; lower the learning rate "
+        f"(try lr={lr / 10:g}) or add L2 regularisation (reg).{scale} The network was restored to {kept}, the last "
+        "before the divergence."
+    )
+
+
+_LARGE_INPUT = 10.0  # features beyond this magnitude suggest unscaled data (e.g. 0..255 pixels)
 
 
 def fit(
@@ -133,6 +168,11 @@ def fit(
     """
     X = net.check_input(X)
     y = check_labels(y, X.shape[0], net.n_classes)
+    if y.min() == y.max():
+        raise ValueError(
+            f"y holds a single class ({int(y[0])}) in all {y.shape[0]} samples: a classifier trained on one class "
+            "learns nothing (its training accuracy is trivially 100%); pass samples of at least two classes"
+        )
     if (X_val is None) != (y_val is None):
         raise ValueError("pass both X_val and y_val, or neither")
     if X_val is not None:
@@ -140,28 +180,53 @@ def fit(
         y_val = check_labels(y_val, X_val.shape[0], net.n_classes, name="y_val")
     reg = check_positive(reg, "reg", allow_zero=True)
     n = X.shape[0]
-    bs = n if batch_size is None else int(check_positive(batch_size, "batch_size"))
+    bs = n if batch_size is None else check_int(batch_size, "batch_size", 1, example=32)
     bs = min(bs, n)
     steps_per_epoch = math.ceil(n / bs)
     if epochs is not None and iterations is not None:
         raise ValueError("give epochs or iterations, not both")
     if iterations is not None:
-        total_steps = int(check_positive(iterations, "iterations"))
+        total_steps = check_int(iterations, "iterations", 1, example=1000)
         n_epochs = math.ceil(total_steps / steps_per_epoch)
     else:
-        n_epochs = 1 if epochs is None else int(check_positive(epochs, "epochs"))
+        n_epochs = 1 if epochs is None else check_int(epochs, "epochs", 1, example=10)
         total_steps = n_epochs * steps_per_epoch
     opt = get_optimizer(optimizer, lr)
     rng = as_rng(seed)
+    itemsize = net.dtype.itemsize
+    # gradients, the last finite copy and up to two optimizer moments per parameter; per step, a few (batch, width)
+    # arrays per layer (pre-activations, activations, their gradients)
+    check_memory(
+        net.n_parameters() * itemsize * 4 + bs * sum(net.sizes[1:]) * itemsize * 4,
+        f"training an MLP with sizes {net.sizes} on batches of {bs} samples",
+        fix="use fewer or narrower layers, or a smaller batch_size",
+    )
 
     history = History()
     state = TrainState(net=net, optimizer=opt, X=X, y=y, history=history)
-    for cb in callbacks:
-        cb.on_train_begin(state)
+    input_scale = float(np.max(np.abs(X)))
     last_good = {k: p.copy() for k, p in net.params.items()}
+    good_epoch = 0  # the epoch whose end last_good is (0: the initialisation)
 
+    def diverged(epoch: int, step: int, what: str) -> DivergenceError:
+        net.set_params(last_good)
+        message = _divergence_message(epoch, step, opt.lr, what=what, restored=good_epoch, input_scale=input_scale)
+        return DivergenceError(message, epoch=epoch, step=step, lr=opt.lr, history=history)
+
+    def call(hook: str, epoch: int) -> None:
+        for cb in callbacks:
+            try:
+                getattr(cb, hook)(state)
+            except NonFiniteError as exc:  # a scan of the network found its activations overflowing
+                site = str(exc).split(":", 1)[0]
+                raise diverged(epoch, state.step, f"the activations of {site} overflowed to NaN/inf") from None
+
+    call("on_train_begin", 0)
+    blowup_line = math.inf  # set from the first loss
+    over_line = 0  # consecutive steps above it
     for epoch in range(1, n_epochs + 1):
         loss_sum, correct, seen, grad_norm = 0.0, 0, 0, 0.0
+        epoch_clean = True  # no step of this epoch went over the line
         for idx in minibatches(n, bs, rng=rng if bs < n else None):
             if state.step >= total_steps:
                 break
@@ -174,18 +239,24 @@ def fit(
                 if finite:
                     opt.step(net.params, grads)
             if not finite:
-                net.set_params(last_good)
-                step = state.step + 1
-                raise DivergenceError(
-                    _divergence_message(epoch, step, opt.lr), epoch=epoch, step=step, lr=opt.lr, history=history
-                )
+                raise diverged(epoch, state.step + 1, "the loss or the gradients became NaN/inf")
+            if state.step == 0:
+                blowup_line = BLOWUP_FACTOR * max(loss, math.log(net.n_classes))
+            over_line = over_line + 1 if loss > blowup_line else 0
+            epoch_clean = epoch_clean and over_line == 0
             state.step += 1
+            if over_line >= BLOWUP_STEPS:
+                raise diverged(
+                    epoch,
+                    state.step,
+                    f"the loss rose to {loss:.4g}, above {BLOWUP_FACTOR:g} x max(first loss, ln C) = "
+                    f"{blowup_line:.4g} for {BLOWUP_STEPS} steps in a row",
+                )
             state.loss = loss
             loss_sum += loss * len(yb)
             correct += int(np.count_nonzero(np.argmax(scores, axis=1) == yb))
             seen += len(yb)
-            for cb in callbacks:
-                cb.on_step_end(state)
+            call("on_step_end", epoch)
         state.epoch = epoch
         history.epoch.append(epoch)
         history.step.append(state.step)
@@ -203,15 +274,13 @@ def fit(
         with np.errstate(over="ignore", invalid="ignore"):
             params_finite = _all_finite(net.params)
         if not params_finite:
-            net.set_params(last_good)
-            raise DivergenceError(
-                _divergence_message(epoch, state.step, opt.lr), epoch=epoch, step=state.step, lr=opt.lr, history=history
-            )
-        last_good = {k: p.copy() for k, p in net.params.items()}
-        for cb in callbacks:
-            cb.on_epoch_end(state)
+            raise diverged(epoch, state.step, "the weights became NaN/inf")
+        # the snapshot becomes the last good one only once the epoch's callbacks (scans) found nothing wrong
+        snapshot = {k: p.copy() for k, p in net.params.items()} if epoch_clean else None
+        call("on_epoch_end", epoch)
+        if snapshot is not None:
+            last_good, good_epoch = snapshot, epoch
         if state.stop_training or state.step >= total_steps:
             break
-    for cb in callbacks:
-        cb.on_train_end(state)
+    call("on_train_end", state.epoch)
     return history

@@ -19,6 +19,7 @@ try:  # typer >= 0.22 vendors click as typer._click; older typer uses click itse
 except ImportError:  # pragma: no cover
     from click import exceptions as _cx  # type: ignore[no-redef]
 
+from reluscope.cli import _common
 from reluscope.cli import born_dead as _born_dead
 from reluscope.cli import continual as _continual
 from reluscope.cli import diagnose as _diagnose
@@ -92,8 +93,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show the full traceback of an error instead of one red line (same as RELUSCOPE_DEBUG=1).",
+    ),
 ) -> None:
     """Backprop through ReLU networks, step by step, and dead-unit diagnosis."""
+    _common.set_debug(debug)
 
 
 app.command("train")(_train.train)

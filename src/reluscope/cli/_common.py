@@ -6,8 +6,12 @@ torch) is imported inside the command body, so ``reluscope --help`` starts insta
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
-from collections.abc import Callable
+import os
+import warnings
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -31,6 +35,50 @@ def console(*, stderr: bool = False, quiet: bool = False) -> Console:
     return Console(stderr=stderr, quiet=quiet, highlight=False)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as if Ctrl-C had been pressed (see :func:`sigterm_as_interrupt`)."""
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, a job scheduler's stop) raises :class:`Terminated`, a
+    KeyboardInterrupt: the command stops the same clean way as on Ctrl-C (finished work kept, joblib workers shut
+    down) instead of dying with its worker processes left running. Only in the main thread, where signals land."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def echo_json(obj: Any) -> None:
+    """Print ``obj`` on stdout as one line of strict JSON: NaN/inf become null and, in a dict, the key
+    ``"non_finite"`` lists where (as every JSON file reluscope writes; see :func:`reluscope.io.strict_json`)."""
+    import json
+
+    from reluscope.io import strict_json
+
+    clean, replaced = strict_json(obj)
+    if replaced and isinstance(clean, dict):
+        clean["non_finite"] = {"paths": replaced, "reason": "not a finite number, which JSON cannot hold: null"}
+    typer.echo(json.dumps(clean, allow_nan=False))
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print one red line on stderr and return the Exit to raise."""
     from rich.markup import escape
@@ -39,35 +87,100 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+_debug = False  # set for each invocation by `reluscope --debug`
+
+
+def set_debug(on: bool) -> None:
+    """Called by the root command with its ``--debug`` flag, on every invocation."""
+    global _debug
+    _debug = bool(on)
+
+
+def debugging() -> bool:
+    """``reluscope --debug ...`` or ``RELUSCOPE_DEBUG=1``: errors show their traceback instead of one line."""
+    return _debug or os.environ.get("RELUSCOPE_DEBUG", "").strip() not in ("", "0")
+
+
+_OS_ERRORS: dict[int, str] = {
+    errno.EEXIST: "{f} already exists and is not a directory; remove it or choose another path",
+    errno.ENOTDIR: "{f}: a part of this path is a file, not a directory; choose another path",
+    errno.EISDIR: "{f} is a directory, expected a file; pass the path of the file itself",
+    errno.ENOENT: "{f} does not exist; check the path (relative paths start at {cwd})",
+    errno.EACCES: "permission denied for {f}; choose a path you can access or change its permissions",
+    errno.EPERM: "operation not permitted on {f}; choose a path you can access or change its permissions",
+    errno.EROFS: "{f} is on a read-only file system; choose a writable path",
+    errno.ENOSPC: "no space left on the device holding {f}; free some space or choose another path",
+    errno.EDQUOT: "disk quota exceeded while writing {f}; free some space or choose another path",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError as expected / got / fix, naming its path; never the bare ``[Errno 17] File exists: x``."""
+    if exc.filename is None:
+        return str(exc) if exc.errno is None else (exc.strerror or str(exc))
+    template = _OS_ERRORS.get(exc.errno or 0)
+    ours = exc.strerror and exc.errno and exc.strerror != os.strerror(exc.errno)
+    if ours and str(exc.strerror).startswith("could not write "):  # io's: names the path already
+        return str(exc.strerror) if template is None else template.format(f=exc.filename, cwd=Path.cwd())
+    if ours:  # a text of our own: keep it
+        return f"{exc.strerror}: {exc.filename}"
+    if template is None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return template.format(f=exc.filename, cwd=Path.cwd())
+
+
 def friendly_errors(fn: F) -> F:
     """Turn the library's ValueError/TypeError/OSError, and a missing optional extra (an ImportError naming
     ``pip install 'reluscope[...]'``), into one red line and exit code 2 (never a traceback).
 
-    ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not.
+    ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not. A KeyError is a bug
+    in reluscope unless it carries a sentence of our own (a lookup of a name the user chose, e.g. an unknown site):
+    a bare KeyError is not caught, so its traceback reaches the bug report. Readers of user files turn a missing
+    key into a ValueError naming the file. ``RELUSCOPE_DEBUG=1`` (or ``reluscope --debug``) shows the traceback
+    of every error.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+        # Warnings (numpy's overflow RuntimeWarnings on absurd inputs, matplotlib's on empty plots) are held back:
+        # a command that fails prints its one red line alone, since the line already says what went wrong; a
+        # command that succeeds shows them afterwards, as it always did. (Under filterwarnings=error, as in the
+        # tests, a warning still raises at once: the filters are not changed here.)
+        with warnings.catch_warnings(record=True) as held:
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                held.clear()
+                raise
+        for w in held:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return result
+
+    @functools.wraps(fn)
+    def errors(*args: Any, **kwargs: Any) -> Any:
         from reluscope.train import DivergenceError
 
         try:
-            return fn(*args, **kwargs)
+            return wrapper(*args, **kwargs)
         except DivergenceError as exc:
+            if debugging():
+                raise
             raise fail(str(exc), code=1) from None
         except ImportError as exc:  # an optional extra the command needs; any other ImportError is a bug
             if "pip install 'reluscope[" not in str(exc):
                 raise
             raise fail(str(exc)) from None
         except (ValueError, TypeError, OSError, KeyError) as exc:
-            msg = str(exc)
-            if isinstance(exc, KeyError):  # a bare key (e.g. from a malformed file) or a sentence of our own
-                arg = exc.args[0] if exc.args else ""
-                msg = arg if isinstance(arg, str) and " " in arg else f"missing key {exc}"
-            if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-                msg = f"{exc.strerror}: {exc.filename}"
+            arg = exc.args[0] if exc.args else ""
+            if debugging() or (isinstance(exc, KeyError) and not (isinstance(arg, str) and " " in arg)):
+                raise  # a bare KeyError is a bug: its traceback is what a bug report needs
+            msg = arg if isinstance(exc, KeyError) else str(exc)
+            if isinstance(exc, OSError):
+                msg = os_error_message(exc)
             raise fail(msg) from None
 
-    return wrapper  # type: ignore[return-value]
+    return errors  # type: ignore[return-value]
 
 
 def invoked_command() -> str | None:
@@ -95,13 +208,38 @@ LabelsOpt = Annotated[
 ]
 LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="Name of the label column of a .csv dataset.")]
 PerClassOpt = Annotated[int, typer.Option("--n-per-class", min=1, help="Spiral: points per class.")]
-ClassesOpt = Annotated[int, typer.Option("--n-classes", min=2, help="Spiral: number of classes (arms).")]
+ClassesOpt = Annotated[
+    int,
+    typer.Option(
+        "--n-classes",
+        min=2,
+        help="Spiral: number of classes (arms). For a file, given explicitly: its class count C, when the labels "
+        "do not reach C-1 or reach far beyond the number of samples (inferred as max label + 1 otherwise).",
+    ),
+]
+
+
+def given_on_command_line(param: str) -> bool:
+    """Whether the option ``param`` (its Python name) was typed by the user rather than left at its default."""
+    try:  # typer >= 0.22 vendors click as typer._click; older typer uses click itself
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover
+        from click import get_current_context  # type: ignore[no-redef]
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def load_data(
     data: str, *, labels: Path | None, label_column: str, n_per_class: int, n_classes: int, seed: int
 ) -> Dataset:
-    """Resolve the dataset options to a :class:`reluscope.data.Dataset`."""
+    """Resolve the dataset options to a :class:`reluscope.data.Dataset`.
+
+    ``--n-classes`` reaches a file's dataset only when typed: its default (3) is the spiral's number of arms.
+    """
     from reluscope.data import load_dataset
 
     return load_dataset(
@@ -111,6 +249,7 @@ def load_data(
         n_per_class=n_per_class,
         n_classes=n_classes,
         seed=seed,
+        file_n_classes=n_classes if given_on_command_line("n_classes") else None,
     )
 
 
@@ -167,6 +306,7 @@ def config_options(opts: dict[str, Any]) -> dict[str, Any]:
         "label_column": opts["label_column"],
         "n_per_class": opts["n_per_class"],
         "n_classes": opts["n_classes"],
+        "file_n_classes": opts["n_classes"] if given_on_command_line("n_classes") else None,
         "val_fraction": opts["val_fraction"],
         "standardize": opts["standardize"],
         "hidden": tuple(parse_hidden(opts["hidden"])),

@@ -83,6 +83,32 @@ def parse_unit_axis(values: Sequence[str] | None) -> dict[str, int] | None:
     return out
 
 
+def _ours(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by reluscope's own code (its innermost frame is in the package), not the user's."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and Path(last.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE_DIR)
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _user_error(where: str, exc: BaseException) -> ValueError:
+    """One line for an exception raised by the user's code: where it happened and what it was. The original stays
+    chained as the cause, so ``reluscope --debug`` (or RELUSCOPE_DEBUG=1) shows its traceback."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SyntaxError) and exc.lineno is not None:
+        text = f"{exc.msg} (line {exc.lineno})"
+    err = ValueError(
+        f"{where} raised {type(exc).__name__}" + (f": {text}" if text else "") + "; fix that code, or run "
+        "`reluscope --debug ...` to see the traceback"
+    )
+    err.__cause__ = exc
+    return err
+
+
 def _import_attr(spec: str, option: str) -> Any:
     """Resolve ``pkg.module:attr`` / ``file.py:attr`` to the object."""
     match = _IMPORT_STRING.match(spec)
@@ -100,7 +126,10 @@ def _import_attr(spec: str, option: str) -> Any:
         if mod_spec is None or mod_spec.loader is None:  # pragma: no cover - a .py file always has a loader
             raise ValueError(f"{option}: cannot import {path}")
         module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:  # the user's file: a syntax error, or its own code failing at import
+            raise _user_error(f"{option}: running {path}", exc) from exc
     else:
         cwd = os.getcwd()
         if cwd not in sys.path:
@@ -112,6 +141,8 @@ def _import_attr(spec: str, option: str) -> Any:
                 f"{option}: cannot import {module_name!r} ({exc}); run from the directory that contains it, "
                 "install the package, or pass path/to/file.py:factory"
             ) from None
+        except Exception as exc:  # the user's module failing at import (its own code, or a syntax error)
+            raise _user_error(f"{option}: importing {module_name}", exc) from exc
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -183,7 +214,10 @@ def load_torch_model(spec: str, weights: Path | None = None) -> nn.Module:
     if isinstance(factory, nn.Module):
         model = factory
     elif callable(factory):
-        model = factory()
+        try:
+            model = factory()
+        except Exception as exc:  # the user's factory
+            raise _user_error(f"--torch-model {spec}: the factory", exc) from exc
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"--torch-model {spec}: the factory must return a torch.nn.Module, got {type(model).__name__}"
@@ -305,16 +339,16 @@ def torch_diagnosis(
     from reluscope.torch import NoRectifierError, scan_with_sites, total_samples, uninstrumented_sites
 
     model = load_torch_model(torch_model, weights)
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device must be a torch device such as cpu or cuda:0, got {device!r}") from None
+    dev = check_device(device)
     model.to(dev)
     shape = tuple(input_shape) if input_shape is not None else None
     batches: Iterable[Any]
     if data is not None:
         loader = _import_attr(data, "--data")
-        batches = loader() if callable(loader) else loader
+        try:
+            batches = loader() if callable(loader) else loader
+        except Exception as exc:  # the user's loader factory
+            raise _user_error(f"--data {data}: the loader factory", exc) from exc
         if not isinstance(batches, Iterable):
             raise TypeError(f"--data {data} must return an iterable of batches, got {type(batches).__name__}")
         source = data
@@ -323,7 +357,12 @@ def torch_diagnosis(
         source = data_name
     else:
         raise ValueError("no data: pass a dataset (--data digits, a file) or --data pkg.module:loader_factory")
-    total = total_samples(batches) if data is not None else len(X)  # type: ignore[arg-type]
+    try:
+        total = total_samples(batches) if data is not None else len(X)  # type: ignore[arg-type]
+    except Exception as exc:
+        if _ours(exc):
+            raise
+        raise _user_error(f"--data {data}: asking the loader for its length", exc) from exc
     shown: list[tuple[int, ...]] = []
     seen = [0]
 
@@ -332,8 +371,18 @@ def torch_diagnosis(
         if progress is not None:
             progress(done, total)
 
+    n_batches = [0]
+
     def watch(it: Iterable[Any]) -> Iterator[Any]:
-        for batch in it:
+        iterator = iter(it)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # the user's loader, while producing a batch
+                raise _user_error(f"--data {data}: the loader (producing batch {n_batches[0] + 1})", exc) from exc
+            n_batches[0] += 1
             first = batch[0] if isinstance(batch, list | tuple) and batch else batch
             shown[:] = [tuple(getattr(first, "shape", ()))]
             yield batch
@@ -342,13 +391,17 @@ def torch_diagnosis(
         stats, sites = scan_with_sites(model, watch(batches), device=dev, progress=report, unit_axis=unit_axis)
     except NoRectifierError as exc:
         raise ValueError(f"{exc}; there is nothing reluscope can call dead") from None
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        got = f" on a batch of shape {shown[0]}" if shown else ""
-        raise ValueError(
-            f"the model failed{got}: {first}; flat dataset rows may need --input-shape (e.g. 1,8,8), or pass the "
-            "data the model was built for (--data)"
-        ) from None
+    except Exception as exc:
+        if _ours(exc) and not isinstance(exc, RuntimeError):
+            raise  # reluscope's own checks (and the loader errors above) are already one clear line
+        got = f" on batch {n_batches[0]} of shape {shown[0]}" if shown else ""
+        if isinstance(exc, RuntimeError):  # torch's own errors, mostly shapes: the usual cause is the input layout
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"the model failed{got}: {first}; flat dataset rows may need --input-shape (e.g. 1,8,8), or pass "
+                "the data the model was built for (--data)"
+            ) from exc
+        raise _user_error(f"the model's forward{got}", exc) from exc
     functions = {s.name: s.function for s in sites}
     relu_like = {"relu", "relu6", "hardtanh"}
     activation = next((f for f in functions.values() if f not in relu_like), "relu")
@@ -373,6 +426,28 @@ def torch_diagnosis(
             if s.name in stats
         },
     )
+
+
+def check_device(device: str) -> Any:
+    """``torch.device(device)`` if this torch can put a tensor there; else a ValueError naming the devices that
+    exist (a CPU-only torch asked for ``cuda:0`` says so, instead of torch's AssertionError)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device must be a torch device such as cpu or cuda:0, got {device!r}") from None
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        have = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            have.append("mps")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"--device {device} is not available to this torch ({first}); devices here: {', '.join(have)}"
+        ) from None
+    return dev
 
 
 def save_pruned(path: Path, report: Any, spec: str) -> Path:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from reluscope.cli._common import console, friendly_errors
+from reluscope.cli._common import console, echo_json, friendly_errors
 
 __all__ = ["born_dead"]
 
@@ -92,17 +91,20 @@ def born_dead(
         z=z,
         seed=seed,
     )
-    out_console = console(quiet=quiet or as_json)
-    with out_console.status("simulating random initialisations"):
-        rows = born_dead_study(config)
-    write_born_dead(out, config, rows, born_dead_command(config, out))
-    written = []
-    if plots:
-        from reluscope.report import born_dead_plots, save_plots
+    from reluscope.io import directory_lock
 
-        written = save_plots(born_dead_plots(rows), out)
+    out_console = console(quiet=quiet or as_json)
+    written = []
+    with directory_lock(out, what="born-dead study"):  # writable and ours, checked before the simulation
+        with out_console.status("simulating random initialisations"):
+            rows = born_dead_study(config)
+        write_born_dead(out, config, rows, born_dead_command(config, out))
+        if plots:
+            from reluscope.report import born_dead_plots, save_plots
+
+            written = save_plots(born_dead_plots(rows), out)
     if as_json:
-        typer.echo(json.dumps({"out": str(out), "rows": rows}))
+        echo_json({"out": str(out), "rows": rows})
         return
     _print_tables(out_console, config, rows)
     out_console.print(f"wrote {out}/born_dead.json, born_dead.csv" + (" and born_dead.png" if written else ""))

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from reluscope.cli._common import HiddenOpt, OptimizerOpt, console, friendly_errors, parse_hidden
+from reluscope.cli._common import (
+    HiddenOpt,
+    OptimizerOpt,
+    Terminated,
+    console,
+    echo_json,
+    friendly_errors,
+    interrupt_exit_code,
+    parse_hidden,
+    sigterm_as_interrupt,
+)
 
 __all__ = ["continual"]
 
@@ -116,14 +125,19 @@ def continual(
 
     command = _command(config, out, blocks, jobs)
     try:
-        result = run_continual(config, out, jobs=jobs, progress=line, command=command, blocks=blocks)
-    except KeyboardInterrupt:
-        done = len(list((out / "cells").glob("*.json")))
+        with sigterm_as_interrupt():
+            result = run_continual(config, out, jobs=jobs, progress=line, command=command, blocks=blocks)
+    except KeyboardInterrupt as exc:
+        from reluscope.continual import count_finished
+
+        done = count_finished(config, out)
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         console(stderr=True).print(
-            f"interrupted: {done} finished cells are kept in {out / 'cells'}; rerun the same command to finish",
+            f"{what}: {done} finished cells of this benchmark are kept in {out / 'cells'}; rerun the same command "
+            "to finish",
             soft_wrap=True,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     written: list[Path] = []
     if plots:
         from reluscope.report import save_plots
@@ -131,16 +145,14 @@ def continual(
 
         written = save_plots(continual_plots(result), out)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "out": str(out),
-                    "ran": len(result.ran),
-                    "skipped": len(result.skipped),
-                    "summary": result.summary,
-                    "figures": [str(p) for p in written],
-                }
-            )
+        echo_json(
+            {
+                "out": str(out),
+                "ran": len(result.ran),
+                "skipped": len(result.skipped),
+                "summary": result.summary,
+                "figures": [str(p) for p in written],
+            }
         )
         return
     from rich.table import Table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +13,7 @@ from reluscope.cli._common import (
     LabelsOpt,
     PerClassOpt,
     console,
+    echo_json,
     fail,
     friendly_errors,
     load_data,
@@ -208,6 +208,10 @@ def diagnose(
     from reluscope.diagnose import scan
     from reluscope.io import load_model, load_standardizer
 
+    if prune_out is not None:  # before any work, naming the real path
+        from reluscope.io import check_writable
+
+        check_writable(prune_out.parent, option="--prune-out's directory")
     out = console(quiet=quiet or as_json)
     extra: dict[str, Any] = {}
     pruning: PruneReport | str
@@ -302,7 +306,7 @@ def diagnose(
             "passed": not over,
             "prune": pruning if isinstance(pruning, str) else pruning.to_dict(),
         }
-        typer.echo(json.dumps(report))
+        echo_json(report)
     else:
         out.print(f"{title} on {name}: {n_samples} samples")
         out.print(render_dead_table(stats, tau, nearly_dead))

@@ -174,6 +174,12 @@ def explain(
         raise ValueError(f"--format {fmt} writes a file: add --out FILE, e.g. --out explain.{fmt}")
     if fmt == "rich" and out_file is not None:
         raise ValueError("--out writes markdown, json, html or png; add --format html (or markdown, json, png)")
+    if out_file is not None:  # before any work, naming the real path
+        from reluscope.io import check_writable
+
+        if out_file.is_dir():
+            raise ValueError(f"--out must be a file, got the directory {out_file}; e.g. --out {out_file / 'explain'}")
+        check_writable(out_file.parent, option="--out's directory")
     if circuit_level not in CIRCUITS:
         raise ValueError(f"--circuit must be one of {', '.join(CIRCUITS)}, got {circuit_level!r}")
     if circuit_level != "auto" and fmt != "png":

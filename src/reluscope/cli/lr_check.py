@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +24,7 @@ from reluscope.cli._common import (
     SeedOpt,
     StandardizeOpt,
     console,
+    echo_json,
     friendly_errors,
     load_data,
     parse_hidden,
@@ -222,7 +222,7 @@ def lr_check(
             progress=lambda done, n: progress.update(task, completed=done),
         )
     if as_json:
-        typer.echo(json.dumps(result.to_dict()))
+        echo_json(result.to_dict())
     else:
         if not quiet:
             out.print(render_lr_table(result))

@@ -39,7 +39,12 @@ def report(
             "--replay was removed: the report draws only what the run recorded; rerun the training with "
             f"`reluscope train ... --track-dead {max(replay, 1)} --out {run_dir}` to record the fire counts over time"
         )
+    from reluscope.io import directory_lock
+
     out_console = console(quiet=quiet)
-    with out_console.status("drawing the report"):
+    if not run_dir.is_dir():
+        raise FileNotFoundError(2, "run directory not found", str(run_dir))
+    # a sweep, study or benchmark still writing into run_dir holds its lock: the report waits for it to finish
+    with directory_lock(run_dir, what="report"), out_console.status("drawing the report"):
         path = build_report(run_dir)
     out_console.print(f"wrote {path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,9 +22,13 @@ from reluscope.cli._common import (
     RegOpt,
     SlopeOpt,
     StandardizeOpt,
+    Terminated,
     config_options,
     console,
+    echo_json,
     friendly_errors,
+    interrupt_exit_code,
+    sigterm_as_interrupt,
 )
 
 if TYPE_CHECKING:
@@ -155,7 +158,7 @@ def sweep(
     if as_json:
         figures = [str(p) for p in written]
         payload = {"out": str(out), "ran": len(result.ran), "skipped": len(result.skipped)}
-        typer.echo(json.dumps({**payload, "summary": result.summary, "figures": figures}))
+        echo_json({**payload, "summary": result.summary, "figures": figures})
         return
     _print_summary(out_console, result)
     out_console.print(
@@ -179,24 +182,37 @@ def _run(
 
     with CellProgress(out_console, config.n_cells, f"sweep ({config.n_cells} cells)") as progress:
         try:
-            return run_sweep(
-                config,
-                out,
-                jobs=jobs,
-                progress=progress.advance,
-                command=sweep_command(config, out),
-                backend=backend,
-                scheduler=scheduler,
-            )
-        except KeyboardInterrupt:
+            with sigterm_as_interrupt():
+                return run_sweep(
+                    config,
+                    out,
+                    jobs=jobs,
+                    progress=progress.advance,
+                    command=sweep_command(config, out),
+                    backend=backend,
+                    scheduler=scheduler,
+                )
+        except KeyboardInterrupt as exc:
             progress.stop()
-            done = len(list((out / "cells").glob("*.json")))
+            done = _finished_cells(out)
+            what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
             console(stderr=True).print(
-                f"interrupted: the {done} finished cells are kept in {out / 'cells'}; "
+                f"{what}: the {done} finished cells of this sweep are kept in {out / 'cells'}; "
                 "rerun the same command to run only the missing ones",
                 soft_wrap=True,
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(interrupt_exit_code(exc)) from None
+
+
+def _finished_cells(out: Path) -> int:
+    """Finished cells of the sweep recorded in ``out/sweep.json`` (not every cell file there: the directory may
+    hold cells of earlier sweeps with other options); 0 when the sweep had not started."""
+    from reluscope.experiments import load_sweep
+
+    try:
+        return len(load_sweep(out)[1])
+    except (OSError, ValueError):
+        return 0
 
 
 def _sweep_config(opts: dict[str, Any]) -> SweepConfig:

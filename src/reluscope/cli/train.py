@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +28,7 @@ from reluscope.cli._common import (
     StandardizeOpt,
     config_options,
     console,
+    echo_json,
     friendly_errors,
     invoked_command,
 )
@@ -111,14 +111,13 @@ def train(
     100 hidden units, step size 1.0, reg 1e-3, full batch, 2000 epochs.
     """
     from reluscope.cli._progress import EpochProgress
+    from reluscope.io import check_writable
     from reluscope.runs import prepare_data, run
 
     config = _run_config(dict(locals()))
+    if out is not None:  # fail now, naming the directory, not after training
+        check_writable(out)
     prepared = prepare_data(config)
-    if out is not None:  # fail now, not after training
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out must be a directory (run.json and model.npz go in it), got the file {out}")
-        out.mkdir(parents=True, exist_ok=True)
     out_console = console(quiet=quiet or as_json)
     progress = EpochProgress(epochs, console=out_console, description=f"training on {prepared.name}")
     with progress:
@@ -130,10 +129,10 @@ def train(
         _print_death_spikes(err_console, result.death_spikes)
         if as_json:  # tools reading stdout get a result too
             exc = result.exception
-            typer.echo(json.dumps({"status": result.status, "error": str(exc), "epoch": exc.epoch, "lr": exc.lr}))
+            echo_json({"status": result.status, "error": str(exc), "epoch": exc.epoch, "lr": exc.lr})
         raise result.exception
     if as_json:
-        typer.echo(json.dumps(result.summary()))
+        echo_json(result.summary())
         return
     _print_result(out_console, err_console, result)
     if out is not None:
@@ -160,12 +159,10 @@ def _run_config(opts: dict[str, Any]) -> RunConfig:
 
 
 def _save(out: Path, result: RunResult) -> None:
-    from reluscope.io import save_model
-    from reluscope.runs import save_run
+    """model.npz and run.json replaced together, or neither (a full disk leaves the old pair as it was)."""
+    from reluscope.runs import save_run_dir
 
-    assert result.net is not None and result.data is not None
-    save_model(out / "model.npz", result.net, standardizer=result.data.standardizer)
-    save_run(out / "run.json", result)
+    save_run_dir(out, result)
 
 
 def _print_death_spikes(err: Console, spikes: list[dict[str, Any]], limit: int = 5) -> None:

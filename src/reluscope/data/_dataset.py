@@ -29,7 +29,9 @@ class Dataset:
     y : ndarray of int64, shape (N,)
         Labels in [0, n_classes).
     n_classes : int
-        C. Defaults to ``max(y) + 1``; pass it when the last classes may be absent from this sample.
+        C >= 2. Defaults to ``max(y) + 1``; pass it when the last classes may be absent from this sample. Inferring
+        more than ``2 * N`` classes is refused (a label far beyond the sample count is usually a typo): pass it
+        explicitly then.
     name : str
         ``"spiral"``, ``"digits"``, or the file path the data came from.
     """
@@ -49,11 +51,25 @@ class Dataset:
         X = check_finite_array(X, "X")
         y_checked = check_labels(y, X.shape[0]).astype(np.int64, copy=False)
         inferred = int(y_checked.max()) + 1
-        n_classes = inferred if n_classes is None else check_int(n_classes, "n_classes", 1, example=inferred)
+        n = int(X.shape[0])
+        if n_classes is None and inferred > max(2 * n, 2):
+            raise ValueError(
+                f"{name}: the labels imply {inferred} classes (max label {inferred - 1}) but there are only {n} "
+                f"samples, so most classes would have none; a label far beyond the sample count is usually a typo "
+                f"or the wrong label column. If you mean it, pass the class count explicitly (n_classes={inferred}, "
+                f"--n-classes {inferred})"
+            )
+        n_classes = inferred if n_classes is None else check_int(n_classes, "n_classes", 2, example=max(inferred, 2))
         if n_classes < inferred:
             raise ValueError(
                 f"labels must be integers in [0, {n_classes}), got max label {inferred - 1}; "
                 f"pass n_classes={inferred} or more (or None to infer it)"
+            )
+        if n_classes < 2:
+            raise ValueError(
+                f"{name}: every label is 0, so there is only one class; a classifier needs at least two (a softmax "
+                "over one class is always 1 and every gradient is 0): check the label column, or pass n_classes=2 "
+                "if the other class is just absent from this sample"
             )
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y_checked)
@@ -93,6 +109,7 @@ def load_dataset(
     n_per_class: int = 100,
     n_classes: int = 3,
     seed: int = 0,
+    file_n_classes: int | None = None,
 ) -> Dataset:
     """Resolve a dataset name or file path to a :class:`Dataset`.
 
@@ -108,6 +125,9 @@ def load_dataset(
         Label column of a ``.csv`` file.
     n_per_class, n_classes, seed : int
         Spiral only: points per arm, number of arms, seed. Ignored for other sources.
+    file_n_classes : int, optional
+        A file's class count C, for labels that do not reach C - 1 or reach far beyond the number of samples
+        (default: inferred as ``max(y) + 1``, see :class:`Dataset`). Ignored for the builtin datasets.
 
     Returns
     -------
@@ -141,6 +161,15 @@ def load_dataset(
         if isinstance(source, str) and not path.suffix and len(path.parts) == 1:
             raise ValueError(f"unknown dataset {source!r}; {choices}")
         raise FileNotFoundError(f"dataset file not found: {path}; {choices}")
+    if path.is_dir():
+        inside = sorted(
+            q.name for q in path.iterdir() if q.is_file() and _file_kind(q) in ("npz", "csv") and q.suffix != ".gz"
+        )[:3]
+        hint = f"; it holds e.g. {', '.join(inside)}: pass one of them, e.g. {path / inside[0]}" if inside else ""
+        raise ValueError(
+            f"{path} is a directory, expected a dataset file (.npz with X and y, .csv with a label column, or MNIST "
+            f"IDX images with --labels){hint}"
+        )
     kind = _file_kind(path)
     if kind != "idx" and labels_path is not None:
         raise ValueError(
@@ -158,4 +187,4 @@ def load_dataset(
                 "pass --labels FILE for IDX images (labels_path=FILE in Python)"
             )
         X, y = load_idx(path, labels_path)
-    return Dataset(X, y, name=str(path))
+    return Dataset(X, y, n_classes=file_n_classes, name=str(path))

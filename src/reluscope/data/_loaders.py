@@ -89,7 +89,15 @@ def _features(X: Any, source: str) -> NDArray[np.float64]:
 
 
 def _labels(y: Any, n_samples: int, source: str) -> NDArray[np.int64]:
-    """Validate labels read from ``source``: 1-D non-negative integers, one per sample; int64."""
+    """Validate labels read from ``source``: 1-D non-negative integers, one per sample; int64.
+
+    The shape is checked before the dtype: a float one-hot matrix is told to use argmax, not to cast to int first.
+    """
+    if y.ndim != 1:
+        try:
+            check_labels(y, n_samples, name="y")
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from err
     if y.dtype.kind not in "iu":
         if y.dtype.kind == "f" and y.size and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             hint = "the values are whole numbers, so save them with y.astype(np.int64)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -115,8 +116,15 @@ class Standardizer:
         """Statistics of X, shape (N, D); float32 stays float32 (computed in float64, then cast)."""
         X = check_finite_array(X, "X")
         X64 = X.astype(np.float64, copy=False)
-        mean = X64.mean(axis=0)
-        std = X64.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = X64.mean(axis=0)
+            std = X64.std(axis=0)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            big = float(np.abs(X64).max())
+            raise ValueError(
+                f"X is too large to standardise: its values reach {big:.3g}, so their mean or variance overflows "
+                f"float64; rescale the features first (e.g. divide them by {10.0 ** math.floor(math.log10(big)):g})"
+            )
         constant = (X[0] == X).all(axis=0)
         mean[constant] = X64[0, constant]  # exact, so constant features map to exactly 0
         std[constant | (std == 0)] = 1.0

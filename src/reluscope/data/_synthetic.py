@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_int
+from reluscope._validate import check_int, check_memory
 
 __all__ = ["digits", "spiral"]
 
@@ -59,6 +59,8 @@ def spiral(
             f"rng must be a numpy RandomState or Generator, got {type(rng).__name__}; "
             "pass rng=np.random.RandomState(0), or use seed=0 instead"
         )
+    # X (2 floats), y (one int) and the per-arm temporaries (r, t, noise, the stacked pair: about 5 floats)
+    check_memory(n * k * 8 * 3 + n * 8 * 5, f"a spiral of {n} points per arm x {k} arms", fix="use fewer points")
     X = np.zeros((n * k, 2), dtype=np.float64)
     y = np.zeros(n * k, dtype=np.int64)
     for j in range(k):

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_finite_array, check_positive, check_positive_int
+from reluscope._validate import (
+    RNGLike,
+    as_rng,
+    check_finite_array,
+    check_memory,
+    check_positive,
+    check_positive_int,
+)
 from reluscope.nn.init import check_init, init_weight
 
 __all__ = ["BornDeadEstimate", "born_dead_monte_carlo", "born_dead_probability", "grid_inputs", "wilson_interval"]
@@ -124,6 +131,7 @@ def grid_inputs(n_per_axis: int = 20, *, dim: int = 2, low: float = -1.0, high: 
     d = check_positive_int(dim, "dim")
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"need finite low < high, got low={low}, high={high}")
+    check_memory(float(n) ** d * d * 8 * 3, f"a grid of {n}^{d} points", fix="use fewer points per axis")
     axes = [np.linspace(low, high, n)] * d
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
 
@@ -173,6 +181,12 @@ def born_dead_monte_carlo(
     m, d = x.shape
     sizes = [d, *widths]
     block = max(1, _BLOCK_ELEMENTS // (m * max(sizes)))
+    widest = max(a * b for a, b in itertools.pairwise(sizes))
+    check_memory(
+        n * 9 + min(block, n) * (m * max(sizes) * 8 * 3 + widest * 8 * 2),
+        f"{n} random initialisations of widths {widths} on {m} input(s)",
+        fix="use fewer initialisations (--n-inits), narrower layers or fewer inputs",
+    )
     dead = np.zeros(n, dtype=bool)
     first = np.full(n, -1)
     for start in range(0, n, block):

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from reluscope._validate import check_positive_int
 from reluscope.diagnose._scan import scan
 from reluscope.diagnose._stats import ActivationStats
-from reluscope.train import Callback, DivergenceError, TrainState
+from reluscope.train import Callback, TrainState
 
 __all__ = ["DeadUnitTracker", "UnitHistory"]
 
@@ -141,27 +141,8 @@ class DeadUnitTracker(Callback):
     def record(self, state: TrainState) -> ActivationStats:
         """Scan now and store the result under ``state.epoch`` (called by the hooks; callable by hand)."""
         X = state.X if self.X is None else self.X
-        try:
-            stats = scan(state.net, X, self.batch_size)
-        except ValueError:
-            with np.errstate(over="ignore", invalid="ignore"):  # batch by batch: O(batch x units) memory
-                overflowed = not all(
-                    np.isfinite(pre).all()
-                    for start in range(0, len(X), self.batch_size)
-                    for pre in state.net.preactivations(X[start : start + self.batch_size])
-                )
-            if not overflowed:
-                raise
-            # finite weights whose activations overflow: training diverged, whatever the loss said so far
-            raise DivergenceError(
-                f"training diverged by epoch {state.epoch}: the weights are finite but so large that the hidden "
-                f"activations overflow to inf/NaN with lr={state.optimizer.lr:g}; lower the learning rate "
-                f"(try lr={state.optimizer.lr / 10:g})",
-                epoch=state.epoch,
-                step=state.step,
-                lr=state.optimizer.lr,
-                history=state.history,
-            ) from None
+        # activations that overflow raise NonFiniteError, which fit() reports as a divergence
+        stats = scan(state.net, X, self.batch_size)
         self.stats = stats
         self.epochs.append(state.epoch)
         self.n_samples = stats.n_samples(stats.names[0])

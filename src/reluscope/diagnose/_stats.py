@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import check_tau
+from reluscope._validate import NonFiniteError, check_tau
 
 __all__ = ["ActivationStats", "renormalise", "two_sum_into"]
 
 _FORMAT = "reluscope.ActivationStats"
-_AXIS_SOURCES = ("linear", "conv", "rule", "user")
+_AXIS_SOURCES = ("linear", "conv", "rule", "unbatched", "user")
 _VERSION = 1
 # Row chunks keep temporaries (a bool mask, a float buffer) at most this many elements, and at most 4096 rows
 # (a uint16 count holds 65535; float32 column sums stay accurate to ~1e-6).
@@ -205,10 +206,11 @@ class ActivationStats:
         if 0 in shape:
             raise ValueError(f"{name}: pre has no units (shape {pre.shape}); pass at least one unit")
         n = pre.shape[0]
-        counts, abs_sum, max_pre, pos_counts = self._reduce(name, shape, pre, act, assume_nonnegative)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is reported just below
+            counts, abs_sum, max_pre, pos_counts = self._reduce(name, shape, pre, act, assume_nonnegative)
         if n and not (np.isfinite(max_pre).all() and np.isfinite(abs_sum).all()):
             what = "pre" if not np.isfinite(max_pre).all() or act is None else "act"
-            raise ValueError(
+            raise NonFiniteError(
                 f"{name}: {what} contains NaN or inf values; nothing was recorded for this batch. The network has "
                 "probably diverged (lower the learning rate) or its input holds NaN"
             )
@@ -598,21 +600,21 @@ class ActivationStats:
         for i, raw in enumerate(d.get("sites", [])):
             try:
                 name = str(raw["name"])
-                shape = tuple(int(v) for v in raw["shape"])
+                shape = tuple(_whole(v, "shape") for v in raw["shape"])
                 if len(shape) not in (1, 3) or min(shape) <= 0:
                     raise ValueError(f"shape must be (units,) or (C, H, W), got {shape}")
                 units = shape[0]
                 site = _Site(
                     shape=shape,
-                    n_samples=int(raw["n_samples"]),
-                    fire_count=np.asarray(raw["fire_count"], dtype=np.int64),
+                    n_samples=_whole(raw["n_samples"], "n_samples"),
+                    fire_count=_int_array(raw["fire_count"], "fire_count"),
                     abs_sum=np.asarray(raw["abs_sum"], dtype=np.float64),
                     abs_sum_lo=np.asarray(raw["abs_sum_lo"], dtype=np.float64),
                     max_pre=np.array([-np.inf if v is None else v for v in raw["max_pre"]], dtype=np.float64),
                     position_fire_count=(
                         None
                         if raw["position_fire_count"] is None
-                        else np.asarray(raw["position_fire_count"], dtype=np.int64).reshape(shape)
+                        else _int_array(raw["position_fire_count"], "position_fire_count").reshape(shape)
                     ),
                 )
                 if raw.get("unit_axis") is not None:  # optional (added later): old dicts load without it
@@ -627,9 +629,32 @@ class ActivationStats:
                         raise ValueError(f"{field_name} must have {units} entries")
                 if (len(shape) == 3) != (site.position_fire_count is not None):
                     raise ValueError("position_fire_count must be given exactly for (C, H, W) sites")
+                if not (np.isfinite(site.abs_sum).all() and np.isfinite(site.abs_sum_lo).all()):
+                    raise ValueError("abs_sum must be finite")
                 if site.n_samples < 0 or (site.fire_count < 0).any() or (site.fire_count > site.n_samples).any():
                     raise ValueError("fire counts must lie in [0, n_samples]")
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"ActivationStats dict: site {i} is malformed ({exc})") from None
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
+                what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise ValueError(
+                    f"ActivationStats dict: site {i} is malformed ({what}); write it with ActivationStats.to_dict()"
+                ) from None
             stats._sites[name] = site
         return stats
+
+
+def _whole(value: Any, what: str) -> int:
+    """An exact integer from a stats dict: a float (2.5, 1e400 read as inf) is an error, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an integer, got {value!r}")
+    exact = int(value)
+    if not -(2**63) <= exact < 2**63:
+        raise ValueError(f"{what} must fit in 64 bits, got {exact}")
+    return exact
+
+
+def _int_array(values: Any, what: str) -> NDArray[np.int64]:
+    """An int64 array from a list of exact integers; floats and integers beyond 64 bits are errors."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu" or (a.dtype.kind == "u" and a.size and int(a.max()) >= 2**63):
+        raise TypeError(f"{what} must hold 64-bit integers, got dtype {a.dtype}")
+    return a.astype(np.int64)

@@ -7,8 +7,7 @@ import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +17,7 @@ from reluscope.diagnose import born_dead_monte_carlo, born_dead_probability, gri
 from reluscope.experiments._checks import check_int as _check_int
 from reluscope.experiments._checks import dedupe as _dedupe
 from reluscope.experiments._tables import csv_text
-from reluscope.io import atomic_write, save_json
+from reluscope.io import json_writer, write_together
 from reluscope.nn.init import check_init
 from reluscope.runs import config_from_dict, config_to_dict
 
@@ -170,9 +169,12 @@ def born_dead_csv(rows: Sequence[dict[str, Any]]) -> str:
 def write_born_dead(
     out: str | os.PathLike[str], config: BornDeadConfig, rows: list[dict[str, Any]], command: str | None
 ) -> None:
-    """Write ``born_dead.json`` (config, rows, command) and ``born_dead.csv`` into ``out``, atomically."""
-    out = Path(out)
+    """Write ``born_dead.json`` (config, rows, command) and ``born_dead.csv`` into ``out``, together
+    (:func:`reluscope.io.write_together`: both are replaced, or neither)."""
     record = {"kind": "born-dead", "config": config.to_dict(), "rows": rows, "command": command}
-    save_json(out / BORN_DEAD_FILE, record)
-    with atomic_write(out / "born_dead.csv", "w") as f:
-        f.write(born_dead_csv(rows))
+    csv_bytes = born_dead_csv(rows).encode()
+
+    def write_csv(f: IO[Any]) -> None:
+        f.write(csv_bytes)
+
+    write_together(out, {BORN_DEAD_FILE: json_writer(record), "born_dead.csv": write_csv})

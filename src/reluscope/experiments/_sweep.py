@@ -15,7 +15,7 @@ from reluscope._cluster import check_backend, map_on_dask
 from reluscope.experiments._cells import cell_path, resolve_jobs, run_cells
 from reluscope.experiments._grid import SWEEP_FILE, SweepConfig, load_sweep_data
 from reluscope.experiments._tables import summarize_sweep, sweep_table, write_tables
-from reluscope.io import load_json, save_json
+from reluscope.io import directory_lock, load_json, save_json
 from reluscope.remedies import dead_by_gradient
 from reluscope.runs import CellResult, PreparedData, run, run_cell_config
 
@@ -130,10 +130,25 @@ def run_sweep(
         supported.
 
     Interrupting (Ctrl-C) loses at most the cells in flight: rerun with the same arguments to finish the others.
+    ``out`` is locked while the sweep runs (:func:`reluscope.io.directory_lock`): a second sweep into the same
+    directory gets a ValueError at once instead of mixing its files into this one's.
     """
     n_jobs = resolve_jobs(jobs)
     backend, scheduler = check_backend(backend, scheduler)
     out = Path(out)
+    # writability is checked and the directory locked before any work: a second sweep into it is refused
+    with directory_lock(out, what="sweep"):
+        return _run_sweep_locked(config, out, n_jobs, progress, command, scheduler)
+
+
+def _run_sweep_locked(
+    config: SweepConfig,
+    out: Path,
+    n_jobs: int,
+    progress: CellProgress | None,
+    command: str | None,
+    scheduler: str | None,
+) -> SweepResult:
     data = load_sweep_data(config)
     cells = config.cells(data.digest)
     results: dict[str, dict[str, Any]] = {}
@@ -199,6 +214,17 @@ def load_sweep(out: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[s
     record = load_json(out / SWEEP_FILE)
     if not isinstance(record, dict) or record.get("kind") != "sweep":
         raise ValueError(f"{out / SWEEP_FILE} is not a sweep record; run `reluscope sweep --out {out}` first")
+    cell_keys, config = record.get("cells"), record.get("config")
+    bad = []
+    if not (isinstance(cell_keys, list) and all(isinstance(k, str) for k in cell_keys)):
+        bad.append("'cells' (a list of cell keys)")
+    if not isinstance(config, dict):
+        bad.append("'config' (the sweep's options)")
+    if bad:
+        raise ValueError(
+            f"{out / SWEEP_FILE} is an incomplete sweep record: expected {' and '.join(bad)}, found keys "
+            f"{sorted(record)}; it was edited or written by another tool. Run the sweep again into a new --out"
+        )
     cells = []
     for key in record["cells"]:
         path = cell_path(out, key)

@@ -7,12 +7,12 @@ import io
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from reluscope.experiments._grid import variant
-from reluscope.io import atomic_write, save_json
+from reluscope.io import json_writer, write_together
 from reluscope.runs import mean_std
 
 __all__ = [
@@ -154,7 +154,11 @@ def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def write_tables(out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
-    """``results.csv`` (the tidy rows) and ``results.json`` (rows and summary, strict JSON) in ``out``."""
-    with atomic_write(out / "results.csv", "w") as f:
-        f.write(csv_text(rows, TABLE_COLUMNS))
-    save_json(out / "results.json", {"rows": rows, "summary": summary})
+    """``results.csv`` (the tidy rows) and ``results.json`` (rows and summary, strict JSON) in ``out``, replaced
+    together or not at all (:func:`reluscope.io.write_together`)."""
+    csv_bytes = csv_text(rows, TABLE_COLUMNS).encode()
+
+    def write_csv(f: IO[Any]) -> None:
+        f.write(csv_bytes)
+
+    write_together(out, {"results.csv": write_csv, "results.json": json_writer({"rows": rows, "summary": summary})})

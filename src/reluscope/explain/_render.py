@@ -93,13 +93,20 @@ def _column_check(ex: Explanation) -> str:
 
 def _gradcheck_line(ex: Explanation) -> str:
     g = ex.gradcheck
-    verdict = "passed" if g["ok"] else "FAILED"
+    unchecked = g.get("unchecked", [])
+    agreeing = all(p["rel_error"] < g["tol"] or p["max_abs_error"] <= g["abs_tol"] for p in g["params"].values())
+    verdict = "passed" if g["ok"] else ("INCOMPLETE" if unchecked and agreeing else "FAILED")
     kinks = g["total_kinks"]
     kink_text = (
         f"; {kinks} entr{'y' if kinks == 1 else 'ies'} sat on a kink (a ±h nudge changes which units fire) and "
         "are reported apart, not checked"
         if kinks
         else ""
+    )
+    skipped_text = "".join(
+        f"; {k} was not checked at all: all {g['params'][k]['kinks']} of its sampled entries sat on a kink, so "
+        "nothing vouches for its gradient (move the inputs off z1 = 0 to check it)"
+        for k in unchecked
     )
     near_zero = [k for k, p in g["params"].items() if p["ok"] and p["rel_error"] >= g["tol"]]
     zero_text = (
@@ -110,7 +117,7 @@ def _gradcheck_line(ex: Explanation) -> str:
     )
     return (
         f"numerical gradient check {verdict}: max relative error {g['max_rel_error']:.2e} "
-        f"(tolerance {g['tol']:g}, centred differences with h = {g['h']:g}){kink_text}{zero_text}; "
+        f"(tolerance {g['tol']:g}, centred differences with h = {g['h']:g}){kink_text}{skipped_text}{zero_text}; "
         f"the step-by-step gradients equal MLP.backward's to {fmt(ex.engine_max_abs_diff)}"
     )
 

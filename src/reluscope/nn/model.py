@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope._validate import RNGLike, as_rng, check_finite_array, check_labels, check_positive, resolve_dtype
+from reluscope._validate import (
+    RNGLike,
+    as_rng,
+    check_finite_array,
+    check_labels,
+    check_memory,
+    check_positive,
+    resolve_dtype,
+)
 from reluscope.nn import functional as F
 from reluscope.nn._fast import (
     Batch,
@@ -93,6 +101,13 @@ class MLP:
         self.init_std = check_positive(init_std, "init_std")
         self.bias_init = float(bias_init)
         self.dtype = resolve_dtype(dtype)
+        # weights are drawn in float64 and then cast: the draw and the parameters exist side by side
+        n_params = self.n_parameters()
+        check_memory(
+            n_params * (8 + self.dtype.itemsize),
+            f"building an MLP with sizes {self.sizes} ({n_params:.3g} parameters)",
+            fix="use fewer or narrower layers (check --hidden and the number of classes)",
+        )
         rng = as_rng(seed)
         self.params: dict[str, Array] = {}
         for layer, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True), start=1):
@@ -122,6 +137,13 @@ class MLP:
     def hidden_names(self) -> list[str]:
         """Names of the hidden layers, ``["hidden1", ...]``, as used by the dead-unit statistics."""
         return [f"hidden{layer}" for layer in range(1, self.n_layers)]
+
+    def n_parameters(self) -> int:
+        """The number of scalar parameters: weights and biases of every layer (plus PReLU slopes)."""
+        pairs = zip(self.sizes[:-1], self.sizes[1:], strict=True)
+        dense = sum(fan_in * fan_out + fan_out for fan_in, fan_out in pairs)
+        slopes = sum(self.sizes[1:-1]) if self.activation.learnable else 0
+        return int(dense + slopes)
 
     @property
     def n_classes(self) -> int:

@@ -250,12 +250,14 @@ def lr_range_test(
         stats = scan(trial_net, X, scan_batch_size)
         dead = overall_dead_fraction(stats)
         diverged = diverged_at is not None
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged trial's last finite weights may overflow
+            accuracy = trial_net.accuracy(X, y_checked)
         trials.append(
             LRTrial(
                 lr=lr,
                 losses=recorder.losses,
                 final_loss=recorder.losses[-1] if recorder.losses else math.nan,
-                accuracy=trial_net.accuracy(X, y_checked),
+                accuracy=accuracy,
                 dead_fraction=dead,
                 dead_fraction_per_layer={n: stats.dead_fraction(n) for n in stats.names},
                 diverged=diverged,
@@ -328,10 +330,12 @@ class DeathSpikeDetector(Callback):
         for start in range(0, X.shape[0], self.batch_size):
             h = X[start : start + self.batch_size]
             for layer, f in enumerate(fired, start=1):
-                z = h @ p[f"W{layer}"] + p[f"b{layer}"]
-                f |= net.activation.spec.fires(z).any(axis=0)
-                if layer < len(fired):
-                    h = net.activation.forward(z, p.get(f"a{layer}"))[0]
+                # a diverging run overflows here first; fit() reports the divergence from the loss
+                with np.errstate(over="ignore", invalid="ignore"):
+                    z = h @ p[f"W{layer}"] + p[f"b{layer}"]
+                    f |= net.activation.spec.fires(z).any(axis=0)
+                    if layer < len(fired):
+                        h = net.activation.forward(z, p.get(f"a{layer}"))[0]
         return {name: 1.0 - float(f.mean()) for name, f in zip(net.hidden_names, fired, strict=True)}
 
     def on_train_begin(self, state: TrainState) -> None:

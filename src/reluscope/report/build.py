@@ -443,16 +443,25 @@ def build_report(run_dir: str | os.PathLike[str]) -> Path:
     """
     d = Path(run_dir)
     kind = run_kind(d)
-    if kind == "sweep":
-        title, sub, sections = _sweep_sections(d)
-    elif kind == "born-dead":
-        title, sub, sections = _born_dead_sections(d)
-    elif kind == "continual":
-        from reluscope.report.continual import continual_sections
+    record_file = {"sweep": "sweep.json", "born-dead": "born_dead.json", "continual": "continual.json"}.get(
+        kind, "run.json"
+    )
+    try:
+        if kind == "sweep":
+            title, sub, sections = _sweep_sections(d)
+        elif kind == "born-dead":
+            title, sub, sections = _born_dead_sections(d)
+        elif kind == "continual":
+            from reluscope.report.continual import continual_sections
 
-        title, sub, sections = continual_sections(d)
-    else:
-        title, sub, sections = _train_sections(d)
+            title, sub, sections = continual_sections(d)
+        else:
+            title, sub, sections = _train_sections(d)
+    except KeyError as exc:  # the records are ours: a missing entry means the files were edited or are foreign
+        raise ValueError(
+            f"{d / record_file} (or a file beside it) lacks the entry {exc}, which reluscope writes; it was edited "
+            f"or written by another version: run the command that wrote {d} again"
+        ) from None
     path = d / REPORT_FILE
     write_html(path, render_html(f"{title}: {d.name}", sections, subtitle=sub))
     return path

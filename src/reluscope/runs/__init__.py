@@ -43,7 +43,7 @@ from reluscope.runs._config import (
     run_cell_config,
 )
 from reluscope.runs._json import config_from_dict, config_to_dict, finite_or_none, mean_std
-from reluscope.runs._run import RUN_FORMAT, RunResult, load_run, run, save_run
+from reluscope.runs._run import RUN_FORMAT, RunResult, load_run, run, save_run, save_run_dir
 
 __all__ = [
     "CELL_FORMAT",
@@ -67,4 +67,5 @@ __all__ = [
     "run",
     "run_cell_config",
     "save_run",
+    "save_run_dir",
 ]

@@ -45,9 +45,10 @@ def check_remedy(name: Any, *, allowed: Sequence[str] = REMEDIES) -> str:
 class DataConfig:
     """Which data a run trains on: ``data`` (spiral, digits or a file), ``labels`` (IDX labels file),
     ``label_column`` (.csv), ``n_per_class``/``n_classes`` (spiral), ``data_seed`` (spiral generation and the
-    validation split), ``standardize`` (training-set mean/std) and ``val_fraction`` in [0, 1) held out
-    (stratified). The base of :class:`RunConfig` and :class:`reluscope.experiments.SweepConfig`; read by
-    :func:`prepare_data`."""
+    validation split), ``standardize`` (training-set mean/std), ``val_fraction`` in [0, 1) held out
+    (stratified) and ``file_n_classes``, a file's class count when given explicitly (None: ``max(y) + 1``; a label
+    far beyond the sample count is refused then, see :class:`reluscope.data.Dataset`). The base of
+    :class:`RunConfig` and :class:`reluscope.experiments.SweepConfig`; read by :func:`prepare_data`."""
 
     data: str = "spiral"
     labels: str | None = None
@@ -57,6 +58,7 @@ class DataConfig:
     data_seed: int = 0
     standardize: bool = False
     val_fraction: float = 0.0
+    file_n_classes: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.val_fraction, int | float) and 0.0 <= self.val_fraction < 1.0):
@@ -188,6 +190,7 @@ def prepare_data(config: DataConfig) -> PreparedData:
         n_per_class=config.n_per_class,
         n_classes=config.n_classes,
         seed=config.data_seed,
+        file_n_classes=config.file_n_classes,
     )
     X, y = ds.X, ds.y
     X_val: NDArray[np.floating[Any]] = np.empty((0, X.shape[1]), dtype=X.dtype)

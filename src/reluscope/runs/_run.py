@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reluscope.diagnose import ActivationStats, DeadUnitTracker, UnitHistory, scan
-from reluscope.io import load_json, save_json
+from reluscope.io import json_writer, load_json, model_writer, save_json, write_together
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
 from reluscope.remedies import DeathSpikeDetector, ReDoCallback, dead_by_gradient, default_redo_until
@@ -156,6 +156,20 @@ class RunResult:
 def save_run(path: str | os.PathLike[str], result: RunResult) -> None:
     """Write ``result.to_dict()`` to ``path`` as strict, indented JSON, atomically."""
     save_json(path, result.to_dict())
+
+
+def save_run_dir(out: str | os.PathLike[str], result: RunResult) -> None:
+    """Write a run directory as a whole: ``model.npz`` (the network and its standardizer) and ``run.json``
+    (:func:`reluscope.io.write_together`: both files are replaced, or neither; an OSError names the file)."""
+    if result.net is None or result.data is None:
+        raise ValueError("this RunResult holds no network (it was read from run.json); only a fresh run is saved")
+    write_together(
+        out,
+        {
+            "model.npz": model_writer(result.net, standardizer=result.data.standardizer),
+            "run.json": json_writer(result.to_dict()),
+        },
+    )
 
 
 def load_run(path: str | os.PathLike[str]) -> RunResult:

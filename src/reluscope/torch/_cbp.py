@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import CBPReport, check_cbp_options
 from reluscope.torch._locate import check_model
-from reluscope.torch._redo import Init, SitePlan, redo, redo_plan
+from reluscope.torch._redo import Init, SitePlan, check_optimizer, redo, redo_plan
 
 __all__ = ["ContinualBackprop"]
 
@@ -91,7 +91,7 @@ class ContinualBackprop:
         seed: int | torch.Generator = 0,
     ) -> None:
         self.model = check_model(model)
-        self.optimizer = optimizer
+        self.optimizer = check_optimizer(self.model, optimizer)
         self.example = example
         self.replacement_rate, self.maturity, self.decay = check_cbp_options(replacement_rate, maturity, decay)
         self.bias_correction = bool(bias_correction)

@@ -51,10 +51,12 @@ shape-preserving calls (BatchNorm/LayerNorm/GroupNorm, dropout, residual ``+``, 
   per-position fire counts are kept with ``per_position=True`` (``axis_source="conv"``);
 - no producer found (a reshape, a permute, an input): the **rule**: dimension 1 of an ``(N, U)`` or
   ``(N, C, *S)`` tensor, or the last dimension with ``channels_last=True`` (``axis_source="rule"``);
+- a 1-D tensor ``(U,)`` is **one unbatched sample of U units**, as ``nn.Linear`` reads a 1-D input (it is viewed as
+  ``(1, U)``; ``axis_source="unbatched"``), never U samples of one unit: pass ``x[:, None]`` for that;
 - ``unit_axis={"site": axis}`` overrides any of them (``axis_source="user"``).
 
 Axis 1 of a tensor of rank >= 3 is read per channel (positions reduced within a sample); any other axis is read
-with every index of the other dimensions as a sample. A 1-D tensor is one unbatched sample. Calls on
+with every index of the other dimensions as a sample. Calls on
 ``nn.Parameter`` tensors (e.g. ``F.relu(self.scale)``) are not sites.
 
 A unit *fires* when its pre-activation is > 0, for every function here, not only ReLU: GELU, SiLU, Mish,
@@ -113,9 +115,9 @@ RECTIFIER_MODULES: tuple[type[nn.Module], ...] = (
     nn.Threshold,
 )
 
-AXIS_SOURCES = ("linear", "conv", "rule", "user")
-"""Where a site's unit axis came from: the producing Linear/matmul, the producing Conv, the fallback rule, or the
-``unit_axis=`` override."""
+AXIS_SOURCES = ("linear", "conv", "rule", "unbatched", "user")
+"""Where a site's unit axis came from: the producing Linear/matmul, the producing Conv, the fallback rule, a 1-D
+tensor read as one unbatched sample, or the ``unit_axis=`` override."""
 # function name -> the objects the TorchFunctionMode may see for it (functional, torch.*, torch._C._nn.*, methods)
 _FUNCTION_NAMES: dict[str, tuple[str, ...]] = {
     "relu": ("F.relu", "torch.relu", "torch.relu_", "Tensor.relu", "Tensor.relu_"),
@@ -539,7 +541,8 @@ class Site:
     unit_axis : int
         The dimension of the rectifier's input tensor (batch dimension 0 included) that holds the units.
     axis_source : str
-        ``"linear"``, ``"conv"``, ``"rule"`` or ``"user"`` (see :data:`AXIS_SOURCES`).
+        ``"linear"``, ``"conv"``, ``"rule"``, ``"unbatched"`` (a 1-D tensor: one sample) or ``"user"`` (see
+        :data:`AXIS_SOURCES`).
     sample_shape : tuple[int, ...] | None
         Dimensions besides the batch that count as samples: ``(9,)`` for ``(N, 9, F)`` token activations,
         ``()`` when a sample is one batch row, None when it varied between calls.
@@ -996,13 +999,16 @@ class _Recorder(TorchFunctionMode):
     def site_acc(self, name: str, label: str, path: str, call: int, x: Tensor, *, fires: float = 0.0) -> _SiteAcc:
         """The accumulator of site ``name``, created on first use (choosing its unit axis); checks the shape."""
         acc = self.accs.get(name)
-        if x.ndim == 1:  # one unbatched sample
+        unbatched = x.ndim == 1
+        if unbatched:  # one unbatched sample (U,), as nn.Linear reads a 1-D input: viewed as (1, U)
             tag = getattr(x, _AXIS_TAG, None)
             x = x.unsqueeze(0)
             if tag is not None:
                 setattr(x, _AXIS_TAG, tag)
         if acc is None:
             axis, source = self._axis(name, x)
+            if unbatched and source != "user":
+                source = "unbatched"  # the site record says it: its U values are the units of one sample
             acc = self.accs[name] = _SiteAcc(
                 name, label, path, call, x, axis=axis, source=source, per_position=self.per_position, fires=fires
             )

@@ -483,6 +483,29 @@ _STATE_RESET: dict[str, str] = {
 }
 
 
+def check_optimizer(model: nn.Module, optimizer: Any) -> torch.optim.Optimizer | None:
+    """Refuse, before anything changes, an optimizer that is not a ``torch.optim.Optimizer``, that holds none of
+    ``model``'s parameters (it trains another model: resetting its state would miss this one's), or whose
+    per-parameter state cannot be reset (:func:`check_optimizer_state`). ``None`` (no optimizer) is accepted."""
+    if optimizer is None:
+        return None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}; "
+            "for the numpy MLP use reluscope.remedies.redo"
+        )
+    own = {id(p) for p in model.parameters()}
+    held = [p for g in optimizer.param_groups for p in g["params"]]
+    if own and not any(id(p) in own for p in held):
+        raise ValueError(
+            f"the {type(optimizer).__name__} holds {len(held)} parameter(s), none of them the model's: it trains "
+            "another model, so its state could not be reset for the recycled units; pass the optimizer built "
+            "from this model's parameters, e.g. torch.optim.Adam(model.parameters())"
+        )
+    check_optimizer_state(optimizer)
+    return optimizer
+
+
 def check_optimizer_state(optimizer: torch.optim.Optimizer | None) -> None:
     """Refuse, before anything is changed, an optimizer whose per-parameter state ReDo does not know how to reset."""
     if optimizer is None:
@@ -613,12 +636,7 @@ def redo(
             f"stats must be an ActivationStats, got {type(stats).__name__}; "
             "use reluscope.torch.scan(model, loader) or a monitor's m.stats"
         )
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(
-            f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}; "
-            "for the numpy MLP use reluscope.remedies.redo"
-        )
-    check_optimizer_state(optimizer)
+    check_optimizer(model, optimizer)
     gen = _as_generator(seed)
     fill = _default_init if init is None else init
     plan = _cached_plan(model, example)
@@ -752,7 +770,7 @@ class ReDoSchedule:
                 "use monitor(model, full_every=...) or tau=0 (dead units only)"
             )
         self.model: nn.Module = check_model(model)
-        self.optimizer: torch.optim.Optimizer | None = optimizer
+        self.optimizer: torch.optim.Optimizer | None = check_optimizer(self.model, optimizer)
         self.monitor: Monitor = monitor
         self.sites: list[str] | None = None if sites is None else list(sites)
         self.init: Init | None = init
