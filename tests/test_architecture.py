@@ -60,9 +60,6 @@ ALLOWED_CYCLES: set[frozenset[str]] = {
     # report.build adds continual_sections lazily and report.continual takes save_plots from report.build: move
     # save_plots below both (continual-benchmark helper, issue 19)
     frozenset({"reluscope.report.build", "reluscope.report.continual"}),
-    # torch._monitor takes remember_example from torch._redo, which builds a Monitor lazily: move
-    # remember_example below both (pruning helper, issue 21)
-    frozenset({"reluscope.torch._monitor", "reluscope.torch._redo"}),
 }
 
 

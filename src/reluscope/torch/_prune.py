@@ -33,17 +33,9 @@ from torch import Tensor, nn
 
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import PrunedLayer, PrunedSite, PruneReport, check_fold, check_tau, recycle_mask, unit_means
+from reluscope.torch._examples import recorded_example, remember_example
 from reluscope.torch._locate import check_model, eval_mode
-from reluscope.torch._redo import (
-    ReDoPlan,
-    SitePlan,
-    _cached_plan,
-    _FlowTracer,
-    _run_example,
-    _tensors,
-    recorded_example,
-    remember_example,
-)
+from reluscope.torch._redo import ReDoPlan, SitePlan, _cached_plan, _FlowTracer, _run_example, _tensors
 
 __all__ = ["load_pruned", "prune_dead"]
 
