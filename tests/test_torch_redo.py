@@ -483,6 +483,11 @@ def _token_check(model, opt, x, producer_name, consumer_name, killed, site_units
     out_before = model(x).detach()
     report = redo(model, opt, stats, tau=0.0, seed=1)  # the example scan kept maps the structure
     assert report.units[site] == dead and report.sizes[site] == site_units
+    # the report says how many units the site has and what a sample was (issue 14: every token position)
+    assert f"{site}: {len(dead)} of {site_units} units recycled (dead over {x.shape[0]}×{x.shape[1]} positions)" in str(
+        report
+    )
+    assert report.to_dict()["samples"] == {site: f"{x.shape[0]}×{x.shape[1]} positions"}
     assert torch.equal(model(x).detach(), out_before)  # dead features had zero output: nothing changed
     d_in = producer.weight.shape[1]
     d_out = consumer.weight.shape[0]

@@ -576,7 +576,8 @@ def redo(
     Returns
     -------
     ReDoReport
-        Recycled unit indices per site.
+        Recycled unit indices per site, each site's unit count and what its statistics counted as a sample
+        (``print(report)``: ``"mlp.act: 12 of 32 units recycled (dead over 40×9 positions)"``).
 
     Raises
     ------
@@ -690,7 +691,8 @@ def redo(
                 cons.bias += (w[:, i].flatten(2).sum(2) if w.dim() > 2 else w[:, i]) @ mean_h
             w[:, i] = 0
             _reset_state(optimizer, w, (slice(None), i))
-    return ReDoReport(units=units, sizes=sizes, tau=tau)
+    samples = {name: stats.describe_samples(name) for name in units}
+    return ReDoReport(units=units, sizes=sizes, tau=tau, samples=samples)
 
 
 # Schedule -----------------------------------------------------------------------------------------------------------
