@@ -48,7 +48,12 @@ ValFractionOpt = Annotated[
 ]
 LrsOpt = Annotated[str, typer.Option("--lrs", help="Learning rates, comma separated.")]
 ActivationsOpt = Annotated[
-    str, typer.Option("--activations", help="Activations, comma separated: relu, leaky, prelu, elu, sigmoid, tanh.")
+    str,
+    typer.Option(
+        "--activations",
+        help="Activations, comma separated, by their names in the activation registry (reluscope.nn.ACTIVATIONS): "
+        "relu, leaky, prelu, elu, sigmoid, tanh, softplus, ...; an unknown name is refused with the full list.",
+    ),
 ]
 InitsOpt = Annotated[
     str, typer.Option("--inits", help="Weight inits, comma separated: he, xavier, xavier_uniform, normal.")

@@ -19,6 +19,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from reluscope.nn import get_spec
+
 if TYPE_CHECKING:
     from reluscope.explain import Circuit
 
@@ -39,15 +41,15 @@ __all__ = [
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 _LINESTYLES = ("-", "--", ":", "-.")
-# one colour per activation across every figure: ReLU red (the one that dies), leaky blue
-_ACTIVATION_COLORS = {
-    "relu": "#d62728",
-    "leaky": "#1f77b4",
-    "prelu": "#2ca02c",
-    "elu": "#9467bd",
-    "sigmoid": "#ff7f0e",
-    "tanh": "#8c564b",
-}
+
+
+def _activation_colour(name: str) -> str | None:
+    """The registry's colour of activation ``name`` (one per activation across every figure: ReLU red, leaky
+    blue), None for a name the registry does not know."""
+    try:
+        return get_spec(name).colour
+    except (ValueError, TypeError):
+        return None
 
 
 def _style(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> tuple[str, str]:
@@ -56,7 +58,7 @@ def _style(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> tuple[str, 
     act, init = groups[i][0]["activation"], groups[i][0]["init"]
     base, _, remedy = str(act).partition("+")
     styles = list(dict.fromkeys((g[0]["init"], str(g[0]["activation"]).partition("+")[2]) for g in groups))
-    color = _ACTIVATION_COLORS.get(base, _COLORS[i % len(_COLORS)])
+    color = _activation_colour(base) or _COLORS[i % len(_COLORS)]
     return color, _LINESTYLES[styles.index((init, remedy)) % len(_LINESTYLES)]
 
 
