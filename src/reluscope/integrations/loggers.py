@@ -112,7 +112,7 @@ def fire_rate_histograms(
     for name in stats.names:
         if stats.n_samples(name) == 0:
             continue
-        counts, edges = np.histogram(stats.frequency(name), bins=int(bins), range=(0.0, 1.0))
+        counts, edges = np.histogram(stats.fire_rate(name), bins=int(bins), range=(0.0, 1.0))
         out[f"fire_rate/{name}"] = (counts.astype(np.int64), edges.astype(np.float64))
     return out
 
