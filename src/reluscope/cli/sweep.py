@@ -180,7 +180,8 @@ def _run(
 ) -> SweepResult:
     """:func:`reluscope.experiments.run_sweep` with progress; Ctrl-C keeps the finished cells and exits 130."""
     from reluscope.cli._progress import CellProgress
-    from reluscope.experiments import run_sweep, sweep_command
+    from reluscope.experiments import run_sweep
+    from reluscope.experiments.commands import sweep_command
 
     with CellProgress(out_console, config.n_cells, f"sweep ({config.n_cells} cells)") as progress:
         try:
@@ -206,7 +207,8 @@ def _run(
 
 def _sweep_config(opts: dict[str, Any]) -> SweepConfig:
     """The :class:`~reluscope.experiments.SweepConfig` of the command's options."""
-    from reluscope.experiments import SweepConfig, parse_float_list, parse_int_list, parse_name_list
+    from reluscope.cli._lists import parse_float_list, parse_int_list, parse_name_list
+    from reluscope.experiments import SweepConfig
 
     return SweepConfig(
         **config_options(opts),

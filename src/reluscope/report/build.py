@@ -240,14 +240,8 @@ _CELL_COLUMNS_LEFT_OUT = (
 
 
 def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import (
-        TABLE_COLUMNS,
-        SweepConfig,
-        load_sweep,
-        summarize_sweep,
-        sweep_command,
-        sweep_table,
-    )
+    from reluscope.experiments import TABLE_COLUMNS, SweepConfig, load_sweep, summarize_sweep, sweep_table
+    from reluscope.experiments.commands import sweep_command
 
     record, cells = load_sweep(run_dir)
     config = SweepConfig.from_dict(record["config"])
@@ -299,7 +293,8 @@ def born_dead_plots(rows: Sequence[dict[str, Any]]) -> dict[str, Plot]:
 
 
 def _born_dead_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import BORN_DEAD_COLUMNS, BornDeadConfig, born_dead_command
+    from reluscope.experiments import BORN_DEAD_COLUMNS, BornDeadConfig
+    from reluscope.experiments.commands import born_dead_command
     from reluscope.io import load_json
 
     record = load_json(run_dir / "born_dead.json")
@@ -409,7 +404,7 @@ def _unit_blocks(record: RunResult) -> list[Block]:
 
 
 def _train_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import train_command
+    from reluscope.experiments.commands import train_command
     from reluscope.runs import load_run
 
     record = load_run(run_dir / "run.json")
