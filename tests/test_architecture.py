@@ -47,16 +47,6 @@ LAYERS: list[set[str]] = [
 # Known exceptions, each owned by an open issue; delete the entry with the fix (the test fails on a stale entry).
 ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 ALLOWED_CYCLES: set[frozenset[str]] = {
-    # Explanation's Jupyter reprs (_repr_html_, _repr_markdown_) import the renderers lazily, and the renderers
-    # import Explanation: the data class should not know its renderers (explain helper, issue 20)
-    frozenset(
-        {
-            "reluscope.explain._build",
-            "reluscope.explain._circuit",
-            "reluscope.explain._html",
-            "reluscope.explain._render",
-        }
-    ),
     # report.build adds continual_sections lazily and report.continual takes save_plots from report.build: move
     # save_plots below both (continual-benchmark helper, issue 19)
     frozenset({"reluscope.report.build", "reluscope.report.continual"}),

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from reluscope._npz import read_npz
 from reluscope._validate import as_rng, check_finite_array, check_labels, check_positive
+from reluscope.explain._format import fmt
 from reluscope.nn import MLP, REGISTRY, SGD, Activation, get_activation
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
@@ -555,13 +556,6 @@ def _alternatives(chosen: Activation) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def fmt(v: float) -> str:
-    """A number for display: exactly 0 prints as ``0`` (so a closed gate is unmistakable), else 4 significant
-    digits. The one number format of the notes and of every renderer."""
-    v = float(v)
-    return "0" if v == 0 else f"{v:.4g}"
 
 
 def _units(units: list[int]) -> str:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.explain._build import Explanation
 from reluscope.explain._circuit import circuit, render_svg, scalar_fits
 from reluscope.explain._render import (
     GRADCHECK_HEADER,
@@ -38,6 +37,9 @@ from reluscope.explain._render import (
     fmt,
 )
 from reluscope.io import atomic_write
+
+if TYPE_CHECKING:  # the renderers read an Explanation; only _build makes one
+    from reluscope.explain._build import Explanation
 
 __all__ = ["html_fragment", "render_html", "write_html"]
 

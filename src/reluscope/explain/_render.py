@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.explain._build import Explanation, Step, fmt
+from reluscope.explain._format import fmt
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the renderers read an Explanation; only _build makes one
     from rich.console import RenderableType
     from rich.table import Table
+
+    from reluscope.explain._build import Explanation, Step
 
 __all__ = ["fmt", "render_json", "render_markdown", "rich_sections"]
 
