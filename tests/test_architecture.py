@@ -46,11 +46,7 @@ LAYERS: list[set[str]] = [
 
 # Known exceptions, each owned by an open issue; delete the entry with the fix (the test fails on a stale entry).
 ALLOWED_PRIVATE: set[tuple[str, str]] = set()
-ALLOWED_CYCLES: set[frozenset[str]] = {
-    # report.build adds continual_sections lazily and report.continual takes save_plots from report.build: move
-    # save_plots below both (continual-benchmark helper, issue 19)
-    frozenset({"reluscope.report.build", "reluscope.report.continual"}),
-}
+ALLOWED_CYCLES: set[frozenset[str]] = set()  # none left: a new cycle is broken, not listed
 
 
 @dataclass(frozen=True)

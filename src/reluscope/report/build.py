@@ -49,7 +49,6 @@ __all__ = [
     "build_report",
     "pick_dying_cell",
     "run_kind",
-    "save_plots",
     "sweep_plots",
 ]
 
@@ -81,20 +80,6 @@ def run_kind(run_dir: str | os.PathLike[str]) -> str:
         f"{d} holds no run.json, sweep.json or born_dead.json; pass a directory written by "
         "`reluscope train --out DIR`, `reluscope sweep --out DIR` or `reluscope born-dead --out DIR`"
     )
-
-
-def save_plots(plots: Mapping[str, Plot], out: str | os.PathLike[str], *, dpi: int = 100) -> list[Path]:
-    """Write each plot as ``out/<name>.png`` (atomically); returns the paths."""
-    from reluscope.io import atomic_write
-
-    paths = []
-    for name, plot in plots.items():
-        path = Path(out) / f"{name}.png"
-        png = to_png(plot.figure, dpi=dpi)
-        with atomic_write(path) as f:
-            f.write(png)
-        paths.append(path)
-    return paths
 
 
 # Sweep -------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -36,6 +38,7 @@ __all__ = [
     "plot_fire_rate_heatmap",
     "plot_fire_rate_histogram",
     "plot_training_curves",
+    "save_plots",
     "to_png",
 ]
 
@@ -611,3 +614,17 @@ def plot_circuit(circuit: Circuit) -> Plot:
         "labels": labels,
     }
     return Plot(fig, data)
+
+
+def save_plots(plots: Mapping[str, Plot], out: str | os.PathLike[str], *, dpi: int = 100) -> list[Path]:
+    """Write each plot as ``out/<name>.png`` (atomically); returns the paths."""
+    from reluscope.io import atomic_write
+
+    paths = []
+    for name, plot in plots.items():
+        path = Path(out) / f"{name}.png"
+        png = to_png(plot.figure, dpi=dpi)
+        with atomic_write(path) as f:
+            f.write(png)
+        paths.append(path)
+    return paths
