@@ -9,7 +9,6 @@ embeddings) and the optimizer state are not touched, so it works with any optimi
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reluscope.remedies import check_shrink_options
+from reluscope.remedies import StepSchedule, check_shrink_options
 from reluscope.torch._locate import check_model
 from reluscope.torch._redo import Init
 
@@ -79,7 +78,7 @@ def shrink_perturb(
     return paths
 
 
-class ShrinkPerturb:
+class ShrinkPerturb(StepSchedule):
     """Call :meth:`step` after every ``optimizer.step()``; every ``every`` steps it applies :func:`shrink_perturb`."""
 
     def __init__(
@@ -93,23 +92,15 @@ class ShrinkPerturb:
         init: Init | None = None,
         seed: int | torch.Generator = 0,
     ) -> None:
+        super().__init__(every)
         self.model = check_model(model)
-        every_: Any = every
-        if isinstance(every_, bool) or not isinstance(every_, numbers.Integral) or every_ < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}; e.g. every=1000")
-        self.every = int(every)
         self.shrink, self.noise = check_shrink_options(shrink, noise)
         self.modules = None if modules is None else list(modules)
         self.init = init
         self.generator = _generator(seed)
-        self.steps = 0
-        self.applied = 0
 
-    def step(self) -> bool:
-        """Count one step; apply when the count is a multiple of ``every``. True if applied."""
-        self.steps += 1
-        if self.steps % self.every:
-            return False
+    def apply(self) -> None:
+        """:func:`shrink_perturb` with this schedule's settings and generator."""
         shrink_perturb(
             self.model,
             shrink=self.shrink,
@@ -118,5 +109,3 @@ class ShrinkPerturb:
             init=self.init,
             seed=self.generator,
         )
-        self.applied += 1
-        return True
