@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import CBPReport, check_cbp_options
 from reluscope.torch._locate import check_model
-from reluscope.torch._redo import Init, SitePlan, redo, redo_plan
+from reluscope.torch._redo import Init, SitePlan, consumer_shift, redo, redo_plan
 
 __all__ = ["ContinualBackprop"]
 
@@ -196,11 +196,7 @@ class ContinualBackprop:
                         continue
                     block = tr.plan.block
                     cols = [u * block + k for u in idx for k in range(block)]
-                    mean = tr.mean[cols].to(dtype=w.dtype, device=w.device)
-                    if isinstance(cons, nn.Linear):
-                        bias += w[:, cols] @ mean
-                    else:
-                        bias += (w[:, cols].flatten(2).sum(2) * mean).sum(1)
+                    bias += consumer_shift(cons, tr.plan, torch.tensor(idx), tr.mean[cols].to(w.dtype))
         # a synthetic window in which exactly the chosen units never fired: redo(tau=0) recycles exactly them
         stats = ActivationStats()
         for name, idx in todo.items():

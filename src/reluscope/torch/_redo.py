@@ -47,7 +47,7 @@ from reluscope.remedies import ReDoReport, recycle_mask
 from reluscope.torch._examples import recorded_example, remember_example
 from reluscope.torch._locate import Site, check_model, eval_mode, find_sites, rectifier_call
 
-__all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "redo", "redo_plan"]
+__all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "consumer_shift", "redo", "redo_plan"]
 
 Init = Callable[[Tensor, torch.Generator], Any]
 """``init(weight, generator)`` fills ``weight`` in place, e.g. ``lambda w, g: nn.init.kaiming_normal_(w, generator=g)``.
@@ -687,12 +687,35 @@ def redo(
                 i = (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
             if bias_correction and cons.bias is not None:
                 mean_h = torch.as_tensor(stats.mean_abs_activation(sp.site)[idx.numpy()], dtype=w.dtype)
-                mean_h = mean_h.to(w.device).repeat_interleave(sp.block)
-                cons.bias += (w[:, i].flatten(2).sum(2) if w.dim() > 2 else w[:, i]) @ mean_h
+                cons.bias += consumer_shift(cons, sp, idx, mean_h)
             w[:, i] = 0
             _reset_state(optimizer, w, (slice(None), i))
     samples = {name: stats.describe_samples(name) for name in units}
     return ReDoReport(units=units, sizes=sizes, tau=tau, samples=samples)
+
+
+def consumer_shift(consumer: nn.Module, sp: SitePlan, idx: Tensor, means: Tensor) -> Tensor:
+    """(out,) tensor in ``means``' dtype: how far the consumer's pre-bias output moves when the units ``idx`` of site
+    ``sp`` output ``means`` instead of 0 -- what to fold into its bias when their outgoing weights are zeroed (ReDo's
+    bias correction, Continual Backprop) or the units removed (``prune_dead``).
+
+    ``means`` holds one value per unit (``(len(idx),)``, spread over the ``sp.block`` features a unit became after
+    a flatten) or one per consumer input feature (``(len(idx) * sp.block,)``). A Linear consumer gives
+    ``W[:, cols] @ means``; a Conv consumer sums its kernel: ``sum_k W[:, u, k] * means[u]`` (exact away from
+    zero-padded borders).
+    """
+    weight = consumer.weight
+    assert isinstance(weight, Tensor)
+    w = weight.detach().to(means.dtype)
+    i = idx.to(w.device)
+    cols = (
+        i if sp.block == 1 else (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
+    )
+    m = means.to(w.device)
+    if sp.block > 1 and m.numel() == i.numel():
+        m = m.repeat_interleave(sp.block)
+    wc = w[:, cols]
+    return (wc.flatten(2).sum(2) if wc.dim() > 2 else wc) @ m
 
 
 # Schedule -----------------------------------------------------------------------------------------------------------
