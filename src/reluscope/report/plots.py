@@ -110,6 +110,18 @@ def _label(activation: str, init: str, several_inits: bool) -> str:
     return f"{activation} ({init} init)" if several_inits else activation
 
 
+def _series_head(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> dict[str, Any]:
+    """The first keys of group i's series in the learning-rate figures: label, activation, init and lr."""
+    g = groups[i]
+    several = len({h[0]["init"] for h in groups}) > 1
+    return {
+        "label": _label(g[0]["activation"], g[0]["init"], several),
+        "activation": g[0]["activation"],
+        "init": g[0]["init"],
+        "lr": [r["lr"] for r in g],
+    }
+
+
 def plot_dead_vs_lr(summary: Sequence[Mapping[str, Any]], layer: str | None = None) -> Plot:
     """Dead fraction vs learning rate, one line per activation (and init), error bars ±1 std over seeds.
 
@@ -122,17 +134,13 @@ def plot_dead_vs_lr(summary: Sequence[Mapping[str, Any]], layer: str | None = No
     no_gradient_std, n_diverged, n).
     """
     layer, groups = _group_summary(summary, layer)
-    several = len({g[0]["init"] for g in groups}) > 1
     fig = _figure(10, 4)
     ax_dead, ax_grad = fig.subplots(1, 2, sharey=True)
     series = []
     for i, g in enumerate(groups):
         color, style = _style(groups, i)
         s = {
-            "label": _label(g[0]["activation"], g[0]["init"], several),
-            "activation": g[0]["activation"],
-            "init": g[0]["init"],
-            "lr": [r["lr"] for r in g],
+            **_series_head(groups, i),
             "dead_mean": [r["dead_fraction_mean"] for r in g],
             "dead_std": [r["dead_fraction_std"] for r in g],
             "no_gradient_mean": [r["no_gradient_fraction_mean"] for r in g],
@@ -173,17 +181,13 @@ def plot_accuracy_vs_lr(
     val_std) and ``chance``.
     """
     _, groups = _group_summary(summary, layer)
-    several = len({g[0]["init"] for g in groups}) > 1
     fig = _figure(6, 4)
     ax = fig.subplots()
     series = []
     for i, g in enumerate(groups):
         color, style = _style(groups, i)
         s = {
-            "label": _label(g[0]["activation"], g[0]["init"], several),
-            "activation": g[0]["activation"],
-            "init": g[0]["init"],
-            "lr": [r["lr"] for r in g],
+            **_series_head(groups, i),
             "train_mean": [r["train_accuracy_mean"] for r in g],
             "train_std": [r["train_accuracy_std"] for r in g],
             "val_mean": [r["val_accuracy_mean"] for r in g],

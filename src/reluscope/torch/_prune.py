@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import PrunedLayer, PrunedSite, PruneReport, check_fold, check_tau, recycle_mask, unit_means
 from reluscope.torch._examples import recorded_example, remember_example
-from reluscope.torch._locate import check_model, eval_mode
-from reluscope.torch._redo import ReDoPlan, SitePlan, _cached_plan, _FlowTracer, _run_example, _tensors, consumer_shift
+from reluscope.torch._locate import check_model, eval_mode, iter_tensors
+from reluscope.torch._redo import ReDoPlan, SitePlan, _cached_plan, _FlowTracer, _run_example, consumer_shift
 
 __all__ = ["load_pruned", "prune_dead"]
 
@@ -123,7 +123,7 @@ def _outputs(model: nn.Module, batches: list[Any], is_example: bool) -> list[Ten
         for batch in batches:
             b = _to(batch, dev)
             out = model(*b) if is_example else model(_input(b))
-            outs.append(torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in _tensors(out)]))
+            outs.append(torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in iter_tensors(out)]))
     return outs
 
 

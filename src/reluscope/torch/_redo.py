@@ -45,7 +45,7 @@ from reluscope._validate import check_positive_int, check_tau
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import ReDoReport, recycle_mask
 from reluscope.torch._examples import recorded_example, remember_example
-from reluscope.torch._locate import Site, check_model, eval_mode, find_sites, rectifier_call
+from reluscope.torch._locate import Site, check_model, eval_mode, find_sites, iter_tensors, rectifier_call
 
 __all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "consumer_shift", "redo", "redo_plan"]
 
@@ -109,16 +109,6 @@ class _Node:
     label: str = ""  # rectifier label for act nodes
 
 
-def _tensors(obj: Any) -> list[Tensor]:
-    if isinstance(obj, Tensor):
-        return [obj]
-    if isinstance(obj, list | tuple):
-        return [t for item in obj for t in _tensors(item)]
-    if isinstance(obj, dict):
-        return [t for item in obj.values() for t in _tensors(item)]
-    return []
-
-
 class _FlowTracer(TorchFunctionMode):
     """Records every call that returns a tensor: its kind, the module owning its parameters, its input nodes."""
 
@@ -144,7 +134,7 @@ class _FlowTracer(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         op = getattr(func, "__name__", "")
-        arg_tensors = _tensors(args) + _tensors(kwargs)
+        arg_tensors = [*iter_tensors(args), *iter_tensors(kwargs)]
         module = None
         data_inputs: list[Tensor] = []
         for t in arg_tensors:
@@ -164,7 +154,7 @@ class _FlowTracer(TorchFunctionMode):
         first = data_inputs[0] if data_inputs else None
         in_shape = tuple(first.shape) if first is not None else None
         out = func(*args, **kwargs)
-        outs = _tensors(out)
+        outs = list(iter_tensors(out))
         if not outs:
             return out  # sizes, shapes, bools: not a data flow
         if label is not None:

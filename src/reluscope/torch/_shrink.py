@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from reluscope.remedies import StepSchedule, check_shrink_options
 from reluscope.torch._locate import check_model
-from reluscope.torch._redo import Init
+from reluscope.torch._redo import Init, _as_generator
 
 __all__ = ["ShrinkPerturb", "shrink_perturb"]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def _generator(seed: Any) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool) and int(seed) >= 0:
-        return torch.Generator().manual_seed(int(seed))
-    raise TypeError(f"seed must be a non-negative int or a torch.Generator, got {seed!r}; e.g. seed=0")
 
 
 def shrink_perturb(
@@ -48,7 +38,7 @@ def shrink_perturb(
     """
     model = check_model(model)
     lam, sigma = check_shrink_options(shrink, noise)
-    gen = _generator(seed)
+    gen = _as_generator(seed)
     named = dict(model.named_modules())
     if modules is None:
         paths = [p for p, m in named.items() if isinstance(m, _LAYERS)]
@@ -97,7 +87,7 @@ class ShrinkPerturb(StepSchedule):
         self.shrink, self.noise = check_shrink_options(shrink, noise)
         self.modules = None if modules is None else list(modules)
         self.init = init
-        self.generator = _generator(seed)
+        self.generator = _as_generator(seed)
 
     def apply(self) -> None:
         """:func:`shrink_perturb` with this schedule's settings and generator."""
