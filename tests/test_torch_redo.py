@@ -57,10 +57,13 @@ def _snapshot(model, opt):
     return params, buffers, state
 
 
-def _check_elementwise(model, opt, before, touched):
-    """Params and optimizer state: changed/zeroed where ``touched``, identical elsewhere; ``step`` untouched."""
+def _check_elementwise(model, opt, before, touched, skip=()):
+    """Params and optimizer state: changed/zeroed where ``touched``, identical elsewhere; ``step`` untouched.
+    Parameters in ``skip`` are checked by the caller."""
     params, _, state = before
     for name, p in model.named_parameters():
+        if name in skip:
+            continue
         mask = touched.get(name, torch.zeros(p.shape, dtype=torch.bool))
         assert torch.equal(p.detach()[~mask], params[name][~mask]), name
         st = opt.state[p]
@@ -623,3 +626,42 @@ def test_redo_and_prune_dead_accept_every_spelling_of_the_rectifier(spelling):
         "linear2.weight": mask[None, :].expand(3, -1).clone(),
     }
     _check_elementwise(model, opt, before, touched)
+
+
+def test_continual_backprop_on_a_token_mlp_tracks_and_replaces_features():
+    """CBP on (N, L, F): utilities per feature over every token position, the replaced features' fc1 rows redrawn
+    and fc2 columns zeroed, with the bias fold of their mean over all positions."""
+    from reluscope.torch import ContinualBackprop
+
+    torch.manual_seed(0)
+    model = _TokenModel()
+    opt = _optimizer("adam", model.parameters())
+    x = torch.randn(40, 9, 6, generator=torch.Generator().manual_seed(1))
+    _train_tokens(model, opt, x)
+    cbp = ContinualBackprop(model, opt, example=x[:2], replacement_rate=0.1, maturity=0, bias_correction=True)
+    assert list(cbp.sites) == ["mlp.act"]
+    model.eval()  # no dropout in the observed forward: the consumer's input is relu(fc1(.)) itself
+    with torch.no_grad():
+        h = torch.relu(model.mlp.fc1(model.embed(x)))  # (40, 9, 32): features over 360 token positions
+        model(x)
+    tr = cbp.sites["mlp.act"]
+    torch.testing.assert_close(tr.unit_abs, h.double().abs().reshape(-1, 32).mean(0))  # float32 vs float64 sums
+    b0, w0 = model.mlp.fc2.bias.detach().clone(), model.mlp.fc2.weight.detach().clone()
+    before = _snapshot(model, opt)
+    report = cbp.step()
+    (idx,) = report.units.values()
+    assert len(idx) == 3 and report.units == {"mlp.act": idx}  # 10% of 32 mature features, rounded down
+    mask = torch.zeros(32, dtype=torch.bool)
+    mask[idx] = True
+    touched = {
+        "mlp.fc1.weight": mask[:, None].expand(-1, 8).clone(),
+        "mlp.fc1.bias": mask.clone(),
+        "mlp.fc2.weight": mask[None, :].expand(8, -1).clone(),
+    }
+    _check_elementwise(model, opt, before, touched, skip=("mlp.fc2.bias",))
+    bias_state = opt.state[model.mlp.fc2.bias]  # the folded bias keeps its optimizer state
+    assert all(torch.equal(v, before[2]["mlp.fc2.bias"][k]) for k, v in bias_state.items())
+    assert torch.all(model.mlp.fc2.weight[:, mask] == 0)
+    # decay 0.99, one observed forward: the running mean is 0.01 x the batch mean of each feature
+    expected = b0 + w0[:, mask] @ (0.01 * h.reshape(-1, 32).mean(0)[mask])
+    torch.testing.assert_close(model.mlp.fc2.bias.detach(), expected, rtol=1e-5, atol=1e-6)  # float32, other order

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import CBPReport, check_cbp_options
 from reluscope.torch._locate import check_model
-from reluscope.torch._redo import Init, SitePlan, consumer_shift, redo, redo_plan
+from reluscope.torch._redo import Init, SitePlan, _as_generator, consumer_shift, redo, redo_plan
 
 __all__ = ["ContinualBackprop"]
 
@@ -96,12 +96,7 @@ class ContinualBackprop:
         self.replacement_rate, self.maturity, self.decay = check_cbp_options(replacement_rate, maturity, decay)
         self.bias_correction = bool(bias_correction)
         self.init = init
-        if isinstance(seed, torch.Generator):
-            self.generator = seed
-        elif isinstance(seed, int | np.integer) and not isinstance(seed, bool) and int(seed) >= 0:
-            self.generator = torch.Generator().manual_seed(int(seed))
-        else:
-            raise TypeError(f"seed must be a non-negative int or a torch.Generator, got {seed!r}; e.g. seed=0")
+        self.generator = _as_generator(seed)
         plan = redo_plan(self.model, example)
         names = list(plan.sites) if sites is None else list(sites)
         for name in names:
