@@ -188,7 +188,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "reluscope"
 TORCH_VOCABULARY = ("torch/", "cli/_torch_diagnose.py")
 REGISTRY_HOME = ("nn/activations.py", "nn/functional.py")
 # Known lists still to move to the registry, each with its owner; delete the entry with the fix.
-ALLOWED_LISTS = {"report/plots.py"}  # issue 18, run-layer half: _ACTIVATION_COLORS becomes ActivationSpec.colour
+ALLOWED_LISTS: set[str] = set()  # places still enumerating activations by name (none left)
 
 
 def literal_names(node: ast.AST) -> list[str]:

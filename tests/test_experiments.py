@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from reluscope.cli._lists import parse_float_list, parse_int_list
 from reluscope.data import spiral
 from reluscope.diagnose import scan, wilson_interval
 from reluscope.experiments import (
@@ -21,14 +22,12 @@ from reluscope.experiments import (
     load_sweep,
     load_sweep_data,
     no_gradient_units,
-    parse_float_list,
-    parse_int_list,
     run_cell,
     run_sweep,
     summarize_sweep,
-    sweep_command,
     sweep_table,
 )
+from reluscope.experiments.commands import sweep_command
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
 from reluscope.runs._run import _GuardedTracker
@@ -540,7 +539,7 @@ def test_recorded_commands_reproduce_the_exact_config():
 
 
 def test_train_command_in_a_report_keeps_every_recorded_option(tmp_path):
-    from reluscope.experiments import train_command
+    from reluscope.experiments.commands import train_command
     from reluscope.io import load_json
 
     args = ["--n-per-class", "40", "--n-classes", "4", "--lr", "0.31622776", "--epochs", "3", "--redo", "2"]

@@ -175,8 +175,10 @@ def test_cadence_logs_running_window_and_state_round_trips() -> None:
 def test_callback_errors_teach() -> None:
     with pytest.raises(ValueError, match="every_n_steps must be a positive integer"):
         DeadUnitCallback(every_n_steps=0)
-    with pytest.raises(ValueError, match="tau must be a number in"):
-        DeadUnitCallback(tau=2)
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0"):  # reluscope._validate.check_tau
+        DeadUnitCallback(tau=-0.5)
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0"):
+        DeadUnitCallback(redo_tau=float("inf"))
     with pytest.raises(ValueError, match="full_every must be set"):
         DeadUnitCallback(redo=1, redo_tau=0.1, full_every=None)
 

@@ -36,8 +36,10 @@ def test_metrics_and_histograms() -> None:
     assert counts.sum() == 8 and counts[0] >= 3 and edges.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     with pytest.raises(TypeError, match="ActivationStats"):
         dead_unit_metrics({"a": 1})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="tau must be a number in"):
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0"):
         dead_unit_metrics(stats, tau=-1)
+    with pytest.raises(ValueError, match="tau must be a finite number >= 0"):
+        dead_unit_metrics(stats, tau=float("nan"))
     with pytest.raises(ValueError, match="step must be a non-negative integer"):
         log_dead_units(object(), stats, -1)
     with pytest.raises(TypeError, match=r"SummaryWriter .* or a wandb run"):

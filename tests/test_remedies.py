@@ -191,6 +191,8 @@ def test_redo_report_is_json_ready():
     d = json.loads(json.dumps(report.to_dict()))
     assert d["counts"] == n_dead and n_dead["hidden1"] >= 3
     assert d["total"] == sum(n_dead.values()) and d["sizes"] == {"hidden1": 24, "hidden2": 16}
+    assert d["samples"] == {"hidden1": f"{len(X)} samples", "hidden2": f"{len(X)} samples"}
+    assert f"hidden1: {n_dead['hidden1']} of 24 units recycled (dead over {len(X)} samples)" in str(report)
 
 
 def test_redo_nothing_to_do_changes_nothing():

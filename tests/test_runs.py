@@ -155,3 +155,17 @@ def test_mean_std():
     mean, std = mean_std([1.0, 3.0])
     assert mean == 2.0 and std == pytest.approx(math.sqrt(2.0), rel=1e-15)  # float64: last-bit rounding only
     assert mean_std([1e308, 1e308])[0] is None  # the mean overflows: None, not inf
+
+
+def test_remedies_come_from_the_registry():
+    from reluscope.experiments import SWEEP_REMEDIES
+    from reluscope.remedies import REMEDY_REGISTRY
+    from reluscope.runs import REMEDIES, check_remedy
+
+    assert tuple(REMEDY_REGISTRY) == REMEDIES
+    assert tuple(r for r in REMEDIES if not REMEDY_REGISTRY[r].swaps_activation) == SWEEP_REMEDIES
+    assert [check_remedy(r) for r in REMEDIES] == list(REMEDIES)
+    with pytest.raises(ValueError, match=r"unknown remedy 'leaky'; choose from none, redo \(leaky is an activation"):
+        check_remedy("leaky", allowed=SWEEP_REMEDIES)
+    with pytest.raises(ValueError, match=r"unknown remedy 'shrink'; choose from none, redo, leaky$"):
+        check_remedy("shrink")

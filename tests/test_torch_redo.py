@@ -57,10 +57,13 @@ def _snapshot(model, opt):
     return params, buffers, state
 
 
-def _check_elementwise(model, opt, before, touched):
-    """Params and optimizer state: changed/zeroed where ``touched``, identical elsewhere; ``step`` untouched."""
+def _check_elementwise(model, opt, before, touched, skip=()):
+    """Params and optimizer state: changed/zeroed where ``touched``, identical elsewhere; ``step`` untouched.
+    Parameters in ``skip`` are checked by the caller."""
     params, _, state = before
     for name, p in model.named_parameters():
+        if name in skip:
+            continue
         mask = touched.get(name, torch.zeros(p.shape, dtype=torch.bool))
         assert torch.equal(p.detach()[~mask], params[name][~mask]), name
         st = opt.state[p]
@@ -465,3 +468,200 @@ def test_swap_errors():
         swap_relu_to_leaky(nn.ReLU(), slope=-0.1)
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         swap_relu_to_leaky("model")  # type: ignore[arg-type]
+
+
+# Token sites and other spellings of max(x, 0) ------------------------------------------------------------------------
+def _token_check(model, opt, x, producer_name, consumer_name, killed, site_units):
+    """Scan, recycle, and check every parameter and optimizer-state element: the dead features' rows of
+    ``producer``, its bias entries and the columns of ``consumer`` change, nothing else does."""
+    producer, consumer = model.get_submodule(producer_name), model.get_submodule(consumer_name)
+    stats = scan(model, [x])
+    (site,) = [n for n in stats.names if stats.n_units(n) == site_units]
+    assert stats.unit_axis(site) == x.ndim - 1  # features on the last dim, tokens are samples
+    mask = torch.from_numpy(stats.dead_mask(site))
+    dead = mask.nonzero().flatten().tolist()
+    assert set(killed) <= set(dead)  # the killed features died (training may have killed another)
+    before = _snapshot(model, opt)
+    model.eval()
+    out_before = model(x).detach()
+    report = redo(model, opt, stats, tau=0.0, seed=1)  # the example scan kept maps the structure
+    assert report.units[site] == dead and report.sizes[site] == site_units
+    # the report says how many units the site has and what a sample was (issue 14: every token position)
+    assert f"{site}: {len(dead)} of {site_units} units recycled (dead over {x.shape[0]}×{x.shape[1]} positions)" in str(
+        report
+    )
+    assert report.to_dict()["samples"] == {site: f"{x.shape[0]}×{x.shape[1]} positions"}
+    assert torch.equal(model(x).detach(), out_before)  # dead features had zero output: nothing changed
+    d_in = producer.weight.shape[1]
+    d_out = consumer.weight.shape[0]
+    touched = {
+        f"{producer_name}.weight": mask[:, None].expand(-1, d_in).clone(),
+        f"{producer_name}.bias": mask.clone(),
+        f"{consumer_name}.weight": mask[None, :].expand(d_out, -1).clone(),
+    }
+    _check_elementwise(model, opt, before, touched)
+    assert torch.all(producer.bias[mask] == 0) and torch.all(consumer.weight[:, mask] == 0)
+    return report
+
+
+class _HFMLP(nn.Module):
+    """A Hugging Face-style MLP block on (N, L, F): fc1 -> act -> dropout -> fc2."""
+
+    def __init__(self, d: int, f: int) -> None:
+        super().__init__()
+        self.fc1, self.act, self.drop, self.fc2 = (
+            nn.Linear(d, f),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.1),
+            nn.Linear(f, d),
+        )
+
+    def forward(self, x):
+        return self.fc2(self.drop(self.act(self.fc1(x))))
+
+
+class _TokenModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed, self.mlp, self.head = nn.Linear(6, 8), _HFMLP(8, 32), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.mlp(self.embed(x)).mean(1))
+
+
+def _train_tokens(model, opt, x, steps=3):
+    g = torch.Generator().manual_seed(3)
+    target = torch.randn(model(x).shape, generator=g)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        (model(x) - target).pow(2).mean().backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "momentum"])
+def test_redo_recycles_dead_features_of_an_hf_style_token_mlp(opt_name):
+    """A transformer MLP applied to (N, L, F): the units are the F features, every token position a sample."""
+    torch.manual_seed(0)
+    model = _TokenModel()
+    opt = _optimizer(opt_name, model.parameters())
+    x = torch.randn(40, 9, 6, generator=torch.Generator().manual_seed(1))
+    _train_tokens(model, opt, x)
+    dead = [0, 3, 4, 10, 17, 31]
+    with torch.no_grad():
+        model.mlp.fc1.bias[dead] = -50.0
+    _token_check(model, opt, x, "mlp.fc1", "mlp.fc2", dead, 32)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_redo_recycles_dead_features_of_a_transformer_encoder_layer(batch_first):
+    torch.manual_seed(0)
+    model = nn.TransformerEncoderLayer(16, 2, dim_feedforward=48, dropout=0.0, batch_first=batch_first)
+    opt = _optimizer("adam", model.parameters())
+    x = torch.randn(24, 5, 16, generator=torch.Generator().manual_seed(2))
+    _train_tokens(model, opt, x)
+    dead = [1, 2, 20, 47]
+    with torch.no_grad():
+        model.linear1.bias[dead] = -50.0
+    report = _token_check(model, opt, x, "linear1", "linear2", dead, 48)
+    assert report.total >= len(dead)
+
+
+def test_batch_norm_over_tokens_is_refused_not_misread():
+    """BatchNorm1d on (N, L, F) normalises the L axis: its channels are not the Linear's units."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(6, 2))
+    plan = redo_plan(model, torch.randn(3, 5, 4))
+    assert "normalises dim 1" in plan.refused["2"]
+
+
+_SPELLINGS = {
+    "clamp(min=0)": lambda h: h.clamp(min=0),
+    "clamp_min(0)": lambda h: torch.clamp_min(h, 0),
+    "maximum(h, zeros)": lambda h: torch.maximum(h, torch.zeros_like(h)),
+    "maximum(zeros, h)": lambda h: torch.maximum(torch.zeros_like(h), h),
+    "threshold(h, 0, 0)": lambda h: F.threshold(h, 0.0, 0.0),
+    "nn.Threshold(0, 0)": nn.Threshold(0.0, 0.0),
+}
+
+
+class _Tutorial(nn.Module):
+    """PyTorch's classic two-layer example: ``linear2(linear1(x).clamp(min=0))`` and the other spellings."""
+
+    def __init__(self, spelling) -> None:
+        super().__init__()
+        self.linear1, self.linear2 = nn.Linear(10, 20), nn.Linear(20, 3)
+        self.rect = spelling
+
+    def forward(self, x):
+        return self.linear2(self.rect(self.linear1(x)))
+
+
+@pytest.mark.parametrize("spelling", list(_SPELLINGS))
+def test_redo_and_prune_dead_accept_every_spelling_of_the_rectifier(spelling):
+    from reluscope.torch import prune_dead
+
+    torch.manual_seed(0)
+    model = _Tutorial(_SPELLINGS[spelling])
+    x = torch.randn(64, 10, generator=torch.Generator().manual_seed(4))
+    opt = _optimizer("adam", model.parameters())
+    _train_tokens(model, opt, x, steps=2)
+    dead = [2, 5, 11, 12, 19]
+    with torch.no_grad():
+        model.linear1.bias[dead] = -50.0
+    stats = scan(model, [x])
+    (site,) = stats.names
+    assert stats.dead_mask(site).nonzero()[0].tolist() == dead
+    plan = redo_plan(model, x[:2])
+    assert plan.sites[site].producer == "linear1" and plan.sites[site].consumer == "linear2"
+    pruned = prune_dead(model, stats)
+    assert pruned.sites[0].removed == dead and pruned.model.linear1.out_features == 15
+    before = _snapshot(model, opt)
+    report = redo(model, opt, stats, tau=0.0, seed=1)
+    assert report.units == {site: dead}
+    mask = torch.zeros(20, dtype=torch.bool)
+    mask[dead] = True
+    touched = {
+        "linear1.weight": mask[:, None].expand(-1, 10).clone(),
+        "linear1.bias": mask.clone(),
+        "linear2.weight": mask[None, :].expand(3, -1).clone(),
+    }
+    _check_elementwise(model, opt, before, touched)
+
+
+def test_continual_backprop_on_a_token_mlp_tracks_and_replaces_features():
+    """CBP on (N, L, F): utilities per feature over every token position, the replaced features' fc1 rows redrawn
+    and fc2 columns zeroed, with the bias fold of their mean over all positions."""
+    from reluscope.torch import ContinualBackprop
+
+    torch.manual_seed(0)
+    model = _TokenModel()
+    opt = _optimizer("adam", model.parameters())
+    x = torch.randn(40, 9, 6, generator=torch.Generator().manual_seed(1))
+    _train_tokens(model, opt, x)
+    cbp = ContinualBackprop(model, opt, example=x[:2], replacement_rate=0.1, maturity=0, bias_correction=True)
+    assert list(cbp.sites) == ["mlp.act"]
+    model.eval()  # no dropout in the observed forward: the consumer's input is relu(fc1(.)) itself
+    with torch.no_grad():
+        h = torch.relu(model.mlp.fc1(model.embed(x)))  # (40, 9, 32): features over 360 token positions
+        model(x)
+    tr = cbp.sites["mlp.act"]
+    torch.testing.assert_close(tr.unit_abs, h.double().abs().reshape(-1, 32).mean(0))  # float32 vs float64 sums
+    b0, w0 = model.mlp.fc2.bias.detach().clone(), model.mlp.fc2.weight.detach().clone()
+    before = _snapshot(model, opt)
+    report = cbp.step()
+    (idx,) = report.units.values()
+    assert len(idx) == 3 and report.units == {"mlp.act": idx}  # 10% of 32 mature features, rounded down
+    mask = torch.zeros(32, dtype=torch.bool)
+    mask[idx] = True
+    touched = {
+        "mlp.fc1.weight": mask[:, None].expand(-1, 8).clone(),
+        "mlp.fc1.bias": mask.clone(),
+        "mlp.fc2.weight": mask[None, :].expand(8, -1).clone(),
+    }
+    _check_elementwise(model, opt, before, touched, skip=("mlp.fc2.bias",))
+    bias_state = opt.state[model.mlp.fc2.bias]  # the folded bias keeps its optimizer state
+    assert all(torch.equal(v, before[2]["mlp.fc2.bias"][k]) for k, v in bias_state.items())
+    assert torch.all(model.mlp.fc2.weight[:, mask] == 0)
+    # decay 0.99, one observed forward: the running mean is 0.01 x the batch mean of each feature
+    expected = b0 + w0[:, mask] @ (0.01 * h.reshape(-1, 32).mean(0)[mask])
+    torch.testing.assert_close(model.mlp.fc2.bias.detach(), expected, rtol=1e-5, atol=1e-6)  # float32, other order

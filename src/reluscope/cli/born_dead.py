@@ -71,14 +71,9 @@ def born_dead(
     shows how a positive bias shift lowers it. Writes born_dead.json, born_dead.csv and born_dead.png into --out;
     `reluscope report OUT` makes a page of it.
     """
-    from reluscope.experiments import (
-        BornDeadConfig,
-        born_dead_command,
-        born_dead_study,
-        parse_int_list,
-        parse_name_list,
-        write_born_dead,
-    )
+    from reluscope.cli._lists import parse_int_list, parse_name_list
+    from reluscope.experiments import BornDeadConfig, born_dead_study, write_born_dead
+    from reluscope.experiments.commands import born_dead_command
 
     config = BornDeadConfig(
         depths=parse_int_list(depths, "--depths", minimum=1),

@@ -80,8 +80,8 @@ def continual(
     cells. Also written: OUT/continual.json (config, command, summary) and the figures; `reluscope report OUT`
     makes one page of it. Intervals are two-sided 95% Student-t intervals over seeds.
     """
+    from reluscope.cli._lists import parse_int_list, parse_name_list
     from reluscope.continual import ContinualConfig, run_continual
-    from reluscope.experiments import parse_int_list, parse_name_list
 
     if (images is None) != (labels is None):
         raise ValueError("--images and --labels go together (an MNIST IDX images file and its labels file)")

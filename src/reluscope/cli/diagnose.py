@@ -49,7 +49,7 @@ def render_dead_table(
     table = Table(
         title=title,
         title_justify="left",
-        caption=f"dead: never fired; nearly dead: fired on < {nearly_dead_threshold:g} of samples; "
+        caption=f"dead: fired on no sample; nearly dead: fired on < {nearly_dead_threshold:g} of samples; "
         f"dormant: mean |activation| <= {tau:g} x the layer's mean",
         caption_justify="left",
     )

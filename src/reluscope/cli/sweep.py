@@ -51,7 +51,12 @@ ValFractionOpt = Annotated[
 ]
 LrsOpt = Annotated[str, typer.Option("--lrs", help="Learning rates, comma separated.")]
 ActivationsOpt = Annotated[
-    str, typer.Option("--activations", help="Activations, comma separated: relu, leaky, prelu, elu, sigmoid, tanh.")
+    str,
+    typer.Option(
+        "--activations",
+        help="Activations, comma separated, by their names in the activation registry (reluscope.nn.ACTIVATIONS): "
+        "relu, leaky, prelu, elu, sigmoid, tanh, softplus, ...; an unknown name is refused with the full list.",
+    ),
 ]
 InitsOpt = Annotated[
     str, typer.Option("--inits", help="Weight inits, comma separated: he, xavier, xavier_uniform, normal.")
@@ -178,7 +183,8 @@ def _run(
 ) -> SweepResult:
     """:func:`reluscope.experiments.run_sweep` with progress; Ctrl-C keeps the finished cells and exits 130."""
     from reluscope.cli._progress import CellProgress
-    from reluscope.experiments import run_sweep, sweep_command
+    from reluscope.experiments import run_sweep
+    from reluscope.experiments.commands import sweep_command
 
     with CellProgress(out_console, config.n_cells, f"sweep ({config.n_cells} cells)") as progress:
         try:
@@ -217,7 +223,8 @@ def _finished_cells(out: Path) -> int:
 
 def _sweep_config(opts: dict[str, Any]) -> SweepConfig:
     """The :class:`~reluscope.experiments.SweepConfig` of the command's options."""
-    from reluscope.experiments import SweepConfig, parse_float_list, parse_int_list, parse_name_list
+    from reluscope.cli._lists import parse_float_list, parse_int_list, parse_name_list
+    from reluscope.experiments import SweepConfig
 
     return SweepConfig(
         **config_options(opts),

@@ -4,8 +4,9 @@ born-dead study.
 Every training run here is one :func:`reluscope.runs.run`. The package is split by concern: ``_grid`` (the sweep's
 configuration, cells and data), ``_cells`` (where a cell's record lives, running cells in workers), ``_sweep`` (the
 sweep's cells, resuming), ``_tables`` (tidy rows, summaries, CSV),
-``_remedies`` (no remedy vs ReDo vs leaky over seeds), ``_born_dead`` (the born-dead study), ``_commands`` (the
-command lines that reproduce a result) and ``_checks`` (list parsing and checks for the configs).
+``_remedies`` (no remedy vs ReDo vs leaky over seeds), ``_born_dead`` (the born-dead study) and ``_checks``
+(checks for the configs). The public module :mod:`reluscope.experiments.commands` writes the command lines that
+reproduce a result (``sweep_command``, ``born_dead_command``, ``train_command``), for reports and the CLI.
 
 Everything here returns plain data (dicts, lists, dataclasses of them) and writes files atomically through
 :mod:`reluscope.io`; the figures are drawn by :mod:`reluscope.report` and the command line is ``reluscope sweep`` /
@@ -43,8 +44,6 @@ from reluscope.experiments._born_dead import (
     write_born_dead,
 )
 from reluscope.experiments._cells import cell_path, resolve_jobs, run_cells
-from reluscope.experiments._checks import parse_float_list, parse_int_list, parse_name_list
-from reluscope.experiments._commands import born_dead_command, format_number, sweep_command, train_command
 from reluscope.experiments._grid import (
     DEFAULT_LRS,
     SWEEP_FILE,
@@ -87,29 +86,22 @@ __all__ = [
     "SweepConfig",
     "SweepData",
     "SweepResult",
-    "born_dead_command",
     "born_dead_csv",
     "born_dead_study",
     "cell_key",
     "cell_path",
     "compare_remedies",
     "dead_over_training",
-    "format_number",
     "load_sweep",
     "load_sweep_data",
     "no_gradient_units",
-    "parse_float_list",
-    "parse_int_list",
-    "parse_name_list",
     "resolve_jobs",
     "run_cell",
     "run_cells",
     "run_remedy",
     "run_sweep",
     "summarize_sweep",
-    "sweep_command",
     "sweep_table",
-    "train_command",
     "variant",
     "write_born_dead",
 ]

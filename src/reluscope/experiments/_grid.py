@@ -15,6 +15,7 @@ from reluscope.experiments._checks import dedupe as _dedupe
 from reluscope.nn import get_activation
 from reluscope.nn.init import check_init
 from reluscope.nn.optim import get_optimizer
+from reluscope.remedies import get_remedy
 from reluscope.runs import (
     CELL_FORMAT,
     CELL_VERSION,
@@ -40,7 +41,7 @@ __all__ = [
 
 SWEEP_FILE = "sweep.json"
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-SWEEP_REMEDIES = tuple(r for r in REMEDIES if r != "leaky")
+SWEEP_REMEDIES = tuple(r for r in REMEDIES if not get_remedy(r).swaps_activation)
 """The remedies of :data:`reluscope.runs.REMEDIES` a sweep takes: leaky ReLU is on the activation axis."""
 
 

@@ -16,7 +16,7 @@ from reluscope.experiments._cells import cell_path, resolve_jobs, run_cells
 from reluscope.experiments._grid import SWEEP_FILE, SweepConfig, load_sweep_data
 from reluscope.experiments._tables import summarize_sweep, sweep_table, write_tables
 from reluscope.io import directory_lock, load_json, save_json
-from reluscope.remedies import dead_by_gradient
+from reluscope.remedies import stuck_units
 from reluscope.runs import CellResult, PreparedData, run, run_cell_config
 
 __all__ = ["CellProgress", "SweepResult", "load_sweep", "no_gradient_units", "run_cell", "run_sweep"]
@@ -26,7 +26,7 @@ CellProgress = Callable[[dict[str, Any], int, int], None]
 
 # Units that receive no gradient on any sample ("stuck"): the remedies module's measurement, under the name the
 # sweep's tables use.
-no_gradient_units = dead_by_gradient
+no_gradient_units = stuck_units
 
 
 def _run_cell(cell: dict[str, Any], data: PreparedData) -> CellResult:

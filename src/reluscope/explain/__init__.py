@@ -30,8 +30,8 @@ from reluscope.explain._build import (
     explain_net,
     load_weights,
 )
-from reluscope.explain._build import fmt as fmt  # not in __all__: a display helper, kept for docs/_tutorial_gen.py
 from reluscope.explain._circuit import SCALAR_LIMITS, Box, Circuit, Label, Line, circuit, render_svg, scalar_fits
+from reluscope.explain._format import fmt as fmt  # not in __all__: a display helper, kept for docs/_tutorial_gen.py
 from reluscope.explain._html import html_fragment, render_html, write_html
 from reluscope.explain._render import render_json, render_markdown, rich_sections
 

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from reluscope._npz import read_npz
 from reluscope._validate import as_rng, check_finite_array, check_labels, check_memory, check_positive
+from reluscope.explain._format import fmt
 from reluscope.nn import MLP, REGISTRY, SGD, Activation, get_activation
 from reluscope.nn import functional as F
 from reluscope.nn.functional import Array
@@ -231,9 +232,10 @@ class ColumnForm:
 class SGDStep:
     """One plain SGD step ``p <- p - lr * grad`` on every parameter and its effect on the loss.
 
-    ``frozen_units`` are hidden units whose incoming weights and bias did not move at all. With ReLU and no L2
-    every unit dead for the batch is frozen; a live unit can be frozen too, when the gradient reaching it is
-    exactly 0 (e.g. equal outgoing weights to every class: softmax ignores a shift of all scores).
+    ``frozen_units`` (the record's name) are hidden units whose incoming weights and bias did not move at all: no
+    gradient from any of the N samples shown. With ReLU and no L2 every dead unit is among them (it is stuck: f' = 0
+    on every sample); a unit that fires can get there too, when the gradient reaching it is exactly 0 (e.g. equal
+    outgoing weights to every class: softmax ignores a shift of all scores).
     ``fired_after`` (N, H) is the gate after the step.
     """
 
@@ -558,13 +560,6 @@ def _alternatives(chosen: Activation) -> list[dict[str, Any]]:
     return rows
 
 
-def fmt(v: float) -> str:
-    """A number for display: exactly 0 prints as ``0`` (so a closed gate is unmistakable), else 4 significant
-    digits. The one number format of the notes and of every renderer."""
-    v = float(v)
-    return "0" if v == 0 else f"{v:.4g}"
-
-
 def _units(units: list[int]) -> str:
     return ", ".join(str(u) for u in units)
 
@@ -601,8 +596,8 @@ def _gate_notes(
                 f"sample {s}: unit{plural} {_units(units)} did not fire (z1 <= 0), so f'(z1) = 0 and dz1 = 0 exactly "
                 f"there: sample {s} adds exactly 0 to the incoming weights W1[:, j] and bias b1[j] of "
                 f"unit{plural} {_units(units)} (and, since h = 0, to the outgoing weights W2[j, :]). "
-                f"Dead for that sample only: the other units, and these units on samples where they fire, "
-                f"still learn from it, so gradient descent is not killed"
+                f"Not firing on one sample is not dead: the other units, and these units on samples where they "
+                f"fire, still learn from it, so gradient descent is not killed"
             )
         else:
             lg = ", ".join(f"{fmt(e.local_grad)}" for e in entries)

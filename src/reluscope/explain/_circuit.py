@@ -22,12 +22,14 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from reluscope.explain._build import Explanation
-from reluscope.explain._render import fmt
+from reluscope.explain._format import fmt
+
+if TYPE_CHECKING:  # the renderers read an Explanation; only _build makes one
+    from reluscope.explain._build import Explanation
 
 __all__ = [
     "COLORS",

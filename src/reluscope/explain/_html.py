@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import html
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.explain._build import Explanation
 from reluscope.explain._circuit import circuit, render_svg, scalar_fits
 from reluscope.explain._render import (
+    GATE_OFF_HEADER,
     GRADCHECK_HEADER,
     MAX_COLS,
     MAX_ROWS,
     _column_check,
     _column_rows,
     _gate_cell,
+    _gate_off_rows,
     _gradcheck_line,
     _gradcheck_rows,
     _highlight,
@@ -38,6 +39,9 @@ from reluscope.explain._render import (
     fmt,
 )
 from reluscope.io import atomic_write
+
+if TYPE_CHECKING:  # the renderers read an Explanation; only _build makes one
+    from reluscope.explain._build import Explanation
 
 __all__ = ["html_fragment", "render_html", "write_html"]
 
@@ -142,20 +146,8 @@ def _parts(ex: Explanation) -> list[tuple[str, str]]:
             classes.append(cls)
         gate += _table(["z1", *[f"unit {j}" for j in range(n_units)]], rows, classes)
     if g.off:
-        header = ["sample", "unit", "z1", "f'(z1)", "dh", "dz1", "this sample's part of dW1[:, unit]", "of db1[unit]"]
-        off_rows = [
-            [
-                str(e.sample),
-                str(e.unit),
-                fmt(e.z),
-                fmt(e.local_grad),
-                fmt(e.upstream),
-                fmt(e.dz),
-                "[" + ", ".join(fmt(v) for v in e.dW1) + "]",
-                fmt(e.db1),
-            ]
-            for e in g.off[: MAX_ROWS * 2]
-        ]
+        header = GATE_OFF_HEADER
+        off_rows = _gate_off_rows(ex, MAX_ROWS * 2)
         gate += _table(header, off_rows)
     gate += "<ul>" + "".join(f"<li>{_esc(note)}.</li>" for note in g.notes) + "</ul>"
     gate += "<p>Changing the activation changes one line of backprop — the local derivative:</p>"

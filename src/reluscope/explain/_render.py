@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from reluscope.explain._build import Explanation, Step, fmt
+from reluscope.explain._format import fmt
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the renderers read an Explanation; only _build makes one
     from rich.console import RenderableType
     from rich.table import Table
+
+    from reluscope.explain._build import Explanation, Step
 
 __all__ = ["fmt", "render_json", "render_markdown", "rich_sections"]
 
@@ -195,6 +197,26 @@ def _dumps(obj: Any, indent: int = 0) -> str:
     return json.dumps(obj, allow_nan=False)
 
 
+GATE_OFF_HEADER = ["sample", "unit", "z1", "f'(z1)", "dh", "dz1", "this sample's part of dW1[:, unit]", "of db1[unit]"]
+
+
+def _gate_off_rows(ex: Explanation, limit: int) -> list[list[str]]:
+    """The first ``limit`` (sample, unit) pairs that did not fire, as table rows under :data:`GATE_OFF_HEADER`."""
+    return [
+        [
+            str(e.sample),
+            str(e.unit),
+            fmt(e.z),
+            fmt(e.local_grad),
+            fmt(e.upstream),
+            fmt(e.dz),
+            "[" + ", ".join(fmt(v) for v in e.dW1) + "]",
+            fmt(e.db1),
+        ]
+        for e in ex.gate.off[:limit]
+    ]
+
+
 def render_json(ex: Explanation) -> str:
     """The explanation as JSON (every array as nested lists); ``json.loads`` gives back ``ex.to_dict()``."""
     return _dumps(ex.to_dict())
@@ -287,20 +309,8 @@ def render_markdown(ex: Explanation, *, max_rows: int = MAX_ROWS, max_cols: int 
             rows.append([f"sample {n}", *cells])
         lines += [*_md_table(["z1", *[f"unit {j}" for j in range(n_units)]], rows), ""]
     if g.off:
-        rows = [
-            [
-                str(e.sample),
-                str(e.unit),
-                fmt(e.z),
-                fmt(e.local_grad),
-                fmt(e.upstream),
-                fmt(e.dz),
-                "[" + ", ".join(fmt(v) for v in e.dW1) + "]",
-                fmt(e.db1),
-            ]
-            for e in g.off[: max_rows * 2]
-        ]
-        header = ["sample", "unit", "z1", "f'(z1)", "dh", "dz1", "this sample's part of dW1[:, unit]", "of db1[unit]"]
+        rows = _gate_off_rows(ex, max_rows * 2)
+        header = GATE_OFF_HEADER
         lines += [*_md_table(header, rows), ""]
         if len(g.off) > len(rows):
             lines += [f"*(first {len(rows)} of {len(g.off)} units that did not fire; `--format json` has all)*", ""]

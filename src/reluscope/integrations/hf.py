@@ -24,9 +24,10 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised by a test that hides transformers
     raise ImportError("reluscope.integrations.hf needs transformers: pip install 'reluscope[hf]'") from _exc
 
+from reluscope._validate import check_tau
 from reluscope.diagnose import ActivationStats
 from reluscope.integrations._common import Window, check_optional_positive, check_positive, merge_ranks, resolve_module
-from reluscope.integrations.loggers import _check_tau, dead_unit_metrics, log_dead_units
+from reluscope.integrations.loggers import dead_unit_metrics, log_dead_units
 from reluscope.torch import Monitor, monitor
 
 __all__ = ["DeadUnitTrainerCallback"]
@@ -42,7 +43,7 @@ class DeadUnitTrainerCallback(TrainerCallback):
     full_every
         Count fires exactly on one recorded pass in ``full_every`` (None: never, no dormant fractions).
     tau
-        Dormant threshold τ in [0, 1] (Sokar et al. 2023).
+        Dormant threshold τ >= 0 (Sokar et al. 2023 use 0.025 to 0.1), checked by ``reluscope._validate.check_tau``.
     module
         Dotted attribute path of the submodule to watch (default: the model the Trainer trains).
     writer_or_run
@@ -72,7 +73,7 @@ class DeadUnitTrainerCallback(TrainerCallback):
     ) -> None:
         self.every_n_steps = check_positive(every_n_steps, "every_n_steps")
         self.full_every = check_optional_positive(full_every, "full_every")
-        self.tau = _check_tau(tau)
+        self.tau = check_tau(tau)
         if module is not None and not isinstance(module, str):
             raise TypeError(f"module must be a dotted attribute path such as 'encoder' or None, got {module!r}")
         self.module = module

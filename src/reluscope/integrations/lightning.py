@@ -27,6 +27,7 @@ except ImportError as _exc:  # pragma: no cover - exercised by a test that hides
 
 import torch
 
+from reluscope._validate import check_tau
 from reluscope.diagnose import ActivationStats
 from reluscope.integrations._common import (
     Window,
@@ -35,7 +36,7 @@ from reluscope.integrations._common import (
     merge_ranks,
     resolve_module,
 )
-from reluscope.integrations.loggers import _check_tau, _tb_histogram, dead_unit_metrics, fire_rate_histograms
+from reluscope.integrations.loggers import _tb_histogram, dead_unit_metrics, fire_rate_histograms
 from reluscope.torch import Monitor, monitor, redo
 
 __all__ = ["DeadUnitCallback"]
@@ -53,7 +54,7 @@ class DeadUnitCallback(Callback):
         Count fires exactly on one recorded pass in ``full_every`` (None: never). Dormant fractions and fire-rate
         histograms come from these passes only; with ``full_every=1`` they are exact over the window.
     tau
-        Dormant threshold τ in [0, 1] (Sokar et al. 2023): ``dormant_fraction/<site>`` counts units whose dormant
+        Dormant threshold τ >= 0 (Sokar et al. 2023): ``dormant_fraction/<site>`` counts units whose dormant
         score is <= τ.
     log_every_n_steps
         Log the window so far every this many optimizer steps (default: the trainer's ``log_every_n_steps``).
@@ -96,7 +97,7 @@ class DeadUnitCallback(Callback):
         super().__init__()
         self.every_n_steps = check_positive(every_n_steps, "every_n_steps")
         self.full_every = check_optional_positive(full_every, "full_every")
-        self.tau = _check_tau(tau)
+        self.tau = check_tau(tau)
         self.log_every_n_steps = check_optional_positive(log_every_n_steps, "log_every_n_steps")
         if module is not None and not isinstance(module, str):
             raise TypeError(f"module must be a dotted attribute path such as 'net' or None, got {module!r}")
@@ -106,7 +107,7 @@ class DeadUnitCallback(Callback):
         self.histograms = histograms
         self.bins = check_positive(bins, "bins")
         self.redo = check_optional_positive(redo, "redo")
-        self.redo_tau = _check_tau(redo_tau)
+        self.redo_tau = check_tau(redo_tau)
         if self.redo is not None and self.redo_tau > 0 and self.full_every is None:
             raise ValueError("redo_tau > 0 needs dormant scores, so full_every must be set (e.g. full_every=1)")
         if isinstance(seed, bool) or not isinstance(seed, int):

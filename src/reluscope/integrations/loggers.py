@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from reluscope._validate import check_tau
 from reluscope.diagnose import ActivationStats
 
 __all__ = ["OVERALL", "dead_unit_metrics", "fire_rate_histograms", "log_dead_units"]
@@ -38,12 +39,6 @@ def _check_stats(stats: Any, name: str) -> ActivationStats:
             f"got {type(stats).__name__}"
         )
     return stats
-
-
-def _check_tau(tau: Any) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not 0.0 <= float(tau) <= 1.0:
-        raise ValueError(f"tau must be a number in [0, 1] (0.1 is the usual dormant threshold), got {tau!r}")
-    return float(tau)
 
 
 def _check_int(value: Any, name: str, low: int, hint: str) -> int:
@@ -64,7 +59,7 @@ def dead_unit_metrics(
         Statistics whose dead masks are exact (a ``scan``, or a monitor's ``stats``: "fired at least once").
         Sites with no sample yet are left out.
     tau
-        Dormant threshold τ in [0, 1].
+        Dormant threshold τ >= 0 (0.1 is the usual dormant threshold).
     full_stats
         Where the dormant scores come from (they need |activation| sums of fully counted passes: a monitor's
         ``full_stats``); default ``stats``. Sites with no sample in it get no ``dormant_fraction`` key.
@@ -77,7 +72,7 @@ def dead_unit_metrics(
         Fractions in [0, 1], per site in ``stats.names`` order, then the ``overall`` figures.
     """
     stats = _check_stats(stats, "stats")
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     full = stats if full_stats is None else _check_stats(full_stats, "full_stats")
     out: dict[str, float] = {}
     dead = units = n_dormant = dormant_units = 0
@@ -112,7 +107,7 @@ def fire_rate_histograms(
     for name in stats.names:
         if stats.n_samples(name) == 0:
             continue
-        counts, edges = np.histogram(stats.frequency(name), bins=int(bins), range=(0.0, 1.0))
+        counts, edges = np.histogram(stats.fire_rate(name), bins=int(bins), range=(0.0, 1.0))
         out[f"fire_rate/{name}"] = (counts.astype(np.int64), edges.astype(np.float64))
     return out
 

@@ -24,7 +24,7 @@ from reluscope.remedies._lr import DeathSpikeDetector, LRRangeResult, LRTrial, l
 from reluscope.remedies._prune import PrunedLayer, PrunedSite, PruneReport, check_fold, prune_dead, unit_means
 from reluscope.remedies._redo import ReDoCallback, ReDoReport, default_redo_until, recycle_mask, redo, zero_state
 from reluscope.remedies._registry import REMEDY_REGISTRY, Remedy, get_remedy
-from reluscope.remedies._shrink import ShrinkPerturb, check_shrink_options, shrink_perturb
+from reluscope.remedies._shrink import ShrinkPerturb, StepSchedule, check_shrink_options, shrink_perturb
 
 __all__ = [
     "REMEDY_REGISTRY",
@@ -40,6 +40,7 @@ __all__ = [
     "ReDoReport",
     "Remedy",
     "ShrinkPerturb",
+    "StepSchedule",
     "check_cbp_options",
     "check_fold",
     "check_shrink_options",

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from reluscope._validate import RNGLike, as_rng, check_fraction
 from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
-from reluscope.remedies._redo import reinit_incoming, zero_state
+from reluscope.remedies._redo import UnitCounts, reinit_incoming, zero_state
 
 __all__ = ["CBPReport", "ContinualBackprop", "check_cbp_options"]
 
@@ -54,7 +54,7 @@ def check_cbp_options(replacement_rate: Any, maturity: Any, decay: Any) -> tuple
 
 
 @dataclass(frozen=True)
-class CBPReport:
+class CBPReport(UnitCounts):
     """What one :meth:`ContinualBackprop.step` replaced.
 
     Attributes
@@ -63,19 +63,13 @@ class CBPReport:
         The step count after this step (1 for the first).
     units : dict[str, list[int]]
         Per hidden layer (``"hidden1"``, ...), the indices of the replaced units (empty when none).
+    counts : dict[str, int]
+        Per hidden layer, how many units were replaced (``total``: over all layers).
     """
 
     step: int
     units: dict[str, list[int]]
     counts: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "counts", {name: len(idx) for name, idx in self.units.items()})
-
-    @property
-    def total(self) -> int:
-        """Units replaced over all layers."""
-        return sum(self.counts.values())
 
 
 class ContinualBackprop:

@@ -29,7 +29,16 @@ from reluscope.nn.model import MLP
 from reluscope.nn.optim import Optimizer
 from reluscope.train import Callback, TrainState
 
-__all__ = ["ReDoCallback", "ReDoReport", "default_redo_until", "recycle_mask", "redo", "reinit_incoming", "zero_state"]
+__all__ = [
+    "ReDoCallback",
+    "ReDoReport",
+    "UnitCounts",
+    "default_redo_until",
+    "recycle_mask",
+    "redo",
+    "reinit_incoming",
+    "zero_state",
+]
 
 
 def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bool_]:
@@ -60,42 +69,73 @@ def recycle_mask(stats: ActivationStats, name: str, tau: float) -> NDArray[np.bo
     return mask
 
 
-@dataclass(frozen=True)
-class ReDoReport:
-    """What one :func:`redo` call recycled.
-
-    Attributes
-    ----------
-    units : dict[str, list[int]]
-        Per hidden layer (``"hidden1"``, ...), the indices of the recycled units (empty list when none).
-    sizes : dict[str, int]
-        Per hidden layer, its number of units.
-    tau : float
-        The dormancy threshold used.
-    """
+class UnitCounts:
+    """What ReDo's and Continual Backprop's reports share: ``units`` (site -> indices), ``counts`` (site -> how
+    many) and ``total``. A mixin for frozen dataclasses that declare ``units`` and ``counts = field(init=False)``."""
 
     units: dict[str, list[int]]
-    sizes: dict[str, int]
-    tau: float
-    counts: dict[str, int] = field(init=False)
+    counts: dict[str, int]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts", {name: len(idx) for name, idx in self.units.items()})
 
     @property
     def total(self) -> int:
-        """Units recycled over all layers."""
+        """Units selected (recycled, replaced) over all sites."""
         return sum(self.counts.values())
 
+
+@dataclass(frozen=True)
+class ReDoReport(UnitCounts):
+    """What one :func:`redo` call recycled.
+
+    Attributes
+    ----------
+    units : dict[str, list[int]]
+        Per site (``"hidden1"``, ..., or a torch site name), the indices of the recycled units (empty when none).
+    sizes : dict[str, int]
+        Per site, its number of units.
+    tau : float
+        The dormancy threshold used.
+    samples : dict[str, str]
+        Per site, what the statistics behind the choice counted as samples, in words (``"300 samples"``;
+        ``"40×9 positions"`` for a transformer MLP whose every token position is a sample; see
+        :meth:`reluscope.diagnose.ActivationStats.describe_samples`). Empty for reports built without it.
+    counts : dict[str, int]
+        Per site, how many units were recycled.
+    """
+
+    units: dict[str, list[int]]
+    sizes: dict[str, int]
+    tau: float
+    samples: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(init=False)
+
+    def summary(self) -> str:
+        """One line per site: ``"mlp.act: 12 of 32 units recycled (dead over 40×9 positions)"``."""
+        view = "dead" if self.tau == 0 else f"τ-dormant (τ = {self.tau:g})"
+        lines = []
+        for name, n in self.counts.items():
+            over = f" ({view} over {self.samples[name]})" if name in self.samples else f" ({view})"
+            lines.append(f"{name}: {n} of {self.sizes.get(name, '?')} units recycled{over}")
+        return "\n".join(lines) if lines else "no site to recycle"
+
+    def __str__(self) -> str:
+        return self.summary()
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"tau", "units": {layer: [indices]}, "counts": {layer: n}, "sizes", "total"}``."""
-        return {
+        """JSON-ready: ``{"tau", "units": {site: [indices]}, "counts": {site: n}, "sizes", "total"}``, and
+        ``"samples": {site: words}`` when known."""
+        d: dict[str, Any] = {
             "tau": self.tau,
             "units": {k: list(v) for k, v in self.units.items()},
             "counts": dict(self.counts),
             "sizes": dict(self.sizes),
             "total": self.total,
         }
+        if self.samples:
+            d["samples"] = dict(self.samples)
+        return d
 
 
 def _check_stats(net: MLP, stats: Any) -> ActivationStats:
@@ -235,7 +275,7 @@ def redo(
             p[f"b{layer + 1}"] += (mean_h @ p[f"W{layer + 1}"][idx, :].astype(np.float64)).astype(net.dtype)
         p[f"W{layer + 1}"][idx, :] = 0
         zero_state(optimizer, f"W{layer + 1}", (idx, slice(None)))
-    return ReDoReport(units=units, sizes=sizes, tau=tau)
+    return ReDoReport(units=units, sizes=sizes, tau=tau, samples={n: stats.describe_samples(n) for n in units})
 
 
 def default_redo_until(epochs: int) -> int:

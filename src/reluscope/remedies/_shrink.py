@@ -17,7 +17,7 @@ from reluscope.nn.init import init_weight
 from reluscope.nn.model import MLP
 from reluscope.remedies._common import check_positive_int
 
-__all__ = ["ShrinkPerturb", "check_shrink_options", "shrink_perturb"]
+__all__ = ["ShrinkPerturb", "StepSchedule", "check_shrink_options", "shrink_perturb"]
 
 
 def check_shrink_options(shrink: Any, noise: Any) -> tuple[float, float]:
@@ -65,23 +65,47 @@ def shrink_perturb(net: MLP, *, shrink: float = 0.9, noise: float = 0.01, seed: 
             b += f(sigma * net.bias_init)
 
 
-class ShrinkPerturb:
+class StepSchedule:
+    """Counts optimizer steps and acts on every ``every``-th one: call :meth:`step` after each ``optimizer.step()``.
+
+    The schedule of both Shrink & Perturb classes (this module's for the numpy MLP, ``reluscope.torch``'s for
+    PyTorch models); a subclass implements :meth:`apply`. ``steps`` counts the steps, ``applied`` the applications.
+
+    Raises
+    ------
+    ValueError
+        ``every`` is not a positive integer.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = check_positive_int(every, "every", example=1000)
+        self.steps = 0
+        self.applied = 0
+
+    def apply(self) -> None:
+        """What happens every ``every`` steps."""
+        raise NotImplementedError
+
+    def step(self) -> bool:
+        """Count one step; :meth:`apply` when the count reaches a multiple of ``every``. True if applied."""
+        self.steps += 1
+        if self.steps % self.every:
+            return False
+        self.apply()
+        self.applied += 1
+        return True
+
+
+class ShrinkPerturb(StepSchedule):
     """Shrink & Perturb on a schedule: call :meth:`step` after every optimizer step; every ``every`` steps it
     applies :func:`shrink_perturb`. ``applied`` counts the applications."""
 
     def __init__(self, net: MLP, *, every: int, shrink: float = 0.9, noise: float = 0.01, seed: RNGLike = 0) -> None:
+        super().__init__(every)
         self.net = net
-        self.every = check_positive_int(every, "every", example=1000)
         self.shrink, self.noise = check_shrink_options(shrink, noise)
         self.rng = as_rng(seed)
-        self.steps = 0
-        self.applied = 0
 
-    def step(self) -> bool:
-        """Count one step; apply Shrink & Perturb when the count reaches a multiple of ``every``. True if applied."""
-        self.steps += 1
-        if self.steps % self.every:
-            return False
+    def apply(self) -> None:
+        """:func:`shrink_perturb` with this schedule's settings and generator."""
         shrink_perturb(self.net, shrink=self.shrink, noise=self.noise, seed=self.rng)
-        self.applied += 1
-        return True

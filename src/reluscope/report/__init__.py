@@ -10,7 +10,6 @@ from reluscope.report.build import (
     build_report,
     pick_dying_cell,
     run_kind,
-    save_plots,
     sweep_plots,
 )
 from reluscope.report.plots import (
@@ -23,6 +22,7 @@ from reluscope.report.plots import (
     plot_fire_rate_heatmap,
     plot_fire_rate_histogram,
     plot_training_curves,
+    save_plots,
     to_png,
 )
 

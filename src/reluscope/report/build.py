@@ -49,7 +49,6 @@ __all__ = [
     "build_report",
     "pick_dying_cell",
     "run_kind",
-    "save_plots",
     "sweep_plots",
 ]
 
@@ -81,20 +80,6 @@ def run_kind(run_dir: str | os.PathLike[str]) -> str:
         f"{d} holds no run.json, sweep.json or born_dead.json; pass a directory written by "
         "`reluscope train --out DIR`, `reluscope sweep --out DIR` or `reluscope born-dead --out DIR`"
     )
-
-
-def save_plots(plots: Mapping[str, Plot], out: str | os.PathLike[str], *, dpi: int = 100) -> list[Path]:
-    """Write each plot as ``out/<name>.png`` (atomically); returns the paths."""
-    from reluscope.io import atomic_write
-
-    paths = []
-    for name, plot in plots.items():
-        path = Path(out) / f"{name}.png"
-        png = to_png(plot.figure, dpi=dpi)
-        with atomic_write(path) as f:
-            f.write(png)
-        paths.append(path)
-    return paths
 
 
 # Sweep -------------------------------------------------------------------------------------------------------------
@@ -240,14 +225,8 @@ _CELL_COLUMNS_LEFT_OUT = (
 
 
 def _sweep_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import (
-        TABLE_COLUMNS,
-        SweepConfig,
-        load_sweep,
-        summarize_sweep,
-        sweep_command,
-        sweep_table,
-    )
+    from reluscope.experiments import TABLE_COLUMNS, SweepConfig, load_sweep, summarize_sweep, sweep_table
+    from reluscope.experiments.commands import sweep_command
 
     record, cells = load_sweep(run_dir)
     config = SweepConfig.from_dict(record["config"])
@@ -299,7 +278,8 @@ def born_dead_plots(rows: Sequence[dict[str, Any]]) -> dict[str, Plot]:
 
 
 def _born_dead_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import BORN_DEAD_COLUMNS, BornDeadConfig, born_dead_command
+    from reluscope.experiments import BORN_DEAD_COLUMNS, BornDeadConfig
+    from reluscope.experiments.commands import born_dead_command
     from reluscope.io import load_json
 
     record = load_json(run_dir / "born_dead.json")
@@ -409,7 +389,7 @@ def _unit_blocks(record: RunResult) -> list[Block]:
 
 
 def _train_sections(run_dir: Path) -> tuple[str, str, list[Section]]:
-    from reluscope.experiments import train_command
+    from reluscope.experiments.commands import train_command
     from reluscope.runs import load_run
 
     record = load_run(run_dir / "run.json")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reluscope.continual import ContinualResult, load_continual, per_task_series
 from reluscope.report.html import Code, Image, Section, Table, Text
-from reluscope.report.plots import Plot, plot_continual, to_png
+from reluscope.report.plots import Plot, plot_continual, save_plots, to_png
 
 __all__ = ["CONTINUAL_PLOTS", "continual_plots", "continual_sections", "write_continual_images"]
 
@@ -43,8 +43,6 @@ def continual_plots(result: ContinualResult) -> dict[str, Plot]:
 def write_continual_images(run_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str]) -> list[Path]:
     """Render the figures of a finished ``reluscope continual`` directory into ``images_dir`` (for docs/generate.py:
     ``docs/images/continual_*.png``); returns the paths. Trains nothing."""
-    from reluscope.report.build import save_plots
-
     return save_plots(continual_plots(load_continual(run_dir)), images_dir)
 
 

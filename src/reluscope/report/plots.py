@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -18,6 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
+
+from reluscope.nn import get_spec
 
 if TYPE_CHECKING:
     from reluscope.explain import Circuit
@@ -34,20 +38,21 @@ __all__ = [
     "plot_fire_rate_heatmap",
     "plot_fire_rate_histogram",
     "plot_training_curves",
+    "save_plots",
     "to_png",
 ]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 _LINESTYLES = ("-", "--", ":", "-.")
-# one colour per activation across every figure: ReLU red (the one that dies), leaky blue
-_ACTIVATION_COLORS = {
-    "relu": "#d62728",
-    "leaky": "#1f77b4",
-    "prelu": "#2ca02c",
-    "elu": "#9467bd",
-    "sigmoid": "#ff7f0e",
-    "tanh": "#8c564b",
-}
+
+
+def _activation_colour(name: str) -> str | None:
+    """The registry's colour of activation ``name`` (one per activation across every figure: ReLU red, leaky
+    blue), None for a name the registry does not know."""
+    try:
+        return get_spec(name).colour
+    except (ValueError, TypeError):
+        return None
 
 
 def _style(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> tuple[str, str]:
@@ -56,7 +61,7 @@ def _style(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> tuple[str, 
     act, init = groups[i][0]["activation"], groups[i][0]["init"]
     base, _, remedy = str(act).partition("+")
     styles = list(dict.fromkeys((g[0]["init"], str(g[0]["activation"]).partition("+")[2]) for g in groups))
-    color = _ACTIVATION_COLORS.get(base, _COLORS[i % len(_COLORS)])
+    color = _activation_colour(base) or _COLORS[i % len(_COLORS)]
     return color, _LINESTYLES[styles.index((init, remedy)) % len(_LINESTYLES)]
 
 
@@ -105,6 +110,18 @@ def _label(activation: str, init: str, several_inits: bool) -> str:
     return f"{activation} ({init} init)" if several_inits else activation
 
 
+def _series_head(groups: Sequence[Sequence[Mapping[str, Any]]], i: int) -> dict[str, Any]:
+    """The first keys of group i's series in the learning-rate figures: label, activation, init and lr."""
+    g = groups[i]
+    several = len({h[0]["init"] for h in groups}) > 1
+    return {
+        "label": _label(g[0]["activation"], g[0]["init"], several),
+        "activation": g[0]["activation"],
+        "init": g[0]["init"],
+        "lr": [r["lr"] for r in g],
+    }
+
+
 def plot_dead_vs_lr(summary: Sequence[Mapping[str, Any]], layer: str | None = None) -> Plot:
     """Dead fraction vs learning rate, one line per activation (and init), error bars ±1 std over seeds.
 
@@ -117,17 +134,13 @@ def plot_dead_vs_lr(summary: Sequence[Mapping[str, Any]], layer: str | None = No
     no_gradient_std, n_diverged, n).
     """
     layer, groups = _group_summary(summary, layer)
-    several = len({g[0]["init"] for g in groups}) > 1
     fig = _figure(10, 4)
     ax_dead, ax_grad = fig.subplots(1, 2, sharey=True)
     series = []
     for i, g in enumerate(groups):
         color, style = _style(groups, i)
         s = {
-            "label": _label(g[0]["activation"], g[0]["init"], several),
-            "activation": g[0]["activation"],
-            "init": g[0]["init"],
-            "lr": [r["lr"] for r in g],
+            **_series_head(groups, i),
             "dead_mean": [r["dead_fraction_mean"] for r in g],
             "dead_std": [r["dead_fraction_std"] for r in g],
             "no_gradient_mean": [r["no_gradient_fraction_mean"] for r in g],
@@ -168,17 +181,13 @@ def plot_accuracy_vs_lr(
     val_std) and ``chance``.
     """
     _, groups = _group_summary(summary, layer)
-    several = len({g[0]["init"] for g in groups}) > 1
     fig = _figure(6, 4)
     ax = fig.subplots()
     series = []
     for i, g in enumerate(groups):
         color, style = _style(groups, i)
         s = {
-            "label": _label(g[0]["activation"], g[0]["init"], several),
-            "activation": g[0]["activation"],
-            "init": g[0]["init"],
-            "lr": [r["lr"] for r in g],
+            **_series_head(groups, i),
             "train_mean": [r["train_accuracy_mean"] for r in g],
             "train_std": [r["train_accuracy_std"] for r in g],
             "val_mean": [r["val_accuracy_mean"] for r in g],
@@ -609,3 +618,17 @@ def plot_circuit(circuit: Circuit) -> Plot:
         "labels": labels,
     }
     return Plot(fig, data)
+
+
+def save_plots(plots: Mapping[str, Plot], out: str | os.PathLike[str], *, dpi: int = 100) -> list[Path]:
+    """Write each plot as ``out/<name>.png`` (atomically); returns the paths."""
+    from reluscope.io import atomic_write
+
+    paths = []
+    for name, plot in plots.items():
+        path = Path(out) / f"{name}.png"
+        png = to_png(plot.figure, dpi=dpi)
+        with atomic_write(path) as f:
+            f.write(png)
+        paths.append(path)
+    return paths

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from reluscope.data import Standardizer, load_dataset, train_val_split
+from reluscope.remedies import REMEDY_REGISTRY, get_remedy
 from reluscope.runs._json import config_from_dict, config_to_dict
 
 __all__ = [
@@ -27,17 +28,19 @@ __all__ = [
 
 RUN_VERSION = 2
 
-REMEDIES = ("none", "redo", "leaky")
-"""The remedies a run can apply: none (plain ReLU), redo (ReDo resets during the first half of training) and leaky
-(the same network with leaky ReLU). A sweep varies the activation on its own axis, so it takes none and redo."""
+REMEDIES: tuple[str, ...] = tuple(REMEDY_REGISTRY)
+"""The remedies a run can apply, the names of :data:`reluscope.remedies.REMEDY_REGISTRY`: none (as configured),
+redo (ReDo resets during the first half of training) and leaky (the same network with leaky ReLU). A sweep varies
+the activation on its own axis, so it takes the remedies that do not swap the activation (none and redo)."""
 
 
 def check_remedy(name: Any, *, allowed: Sequence[str] = REMEDIES) -> str:
     """``name`` if it is one of ``allowed`` (a subset of :data:`REMEDIES`), else a ValueError naming the choices."""
     if name not in allowed:
-        hint = " (leaky is an activation: add it to the activations)" if name == "leaky" else ""
+        swaps = isinstance(name, str) and name in REMEDY_REGISTRY and get_remedy(name).swaps_activation
+        hint = f" ({name} is an activation: add it to the activations)" if swaps else ""
         raise ValueError(f"unknown remedy {name!r}; choose from {', '.join(allowed)}{hint}")
-    return str(name)
+    return get_remedy(name).name
 
 
 # Configuration ------------------------------------------------------------------------------------------------------
@@ -112,7 +115,7 @@ class RunConfig(DataConfig):
     @property
     def net_activation(self) -> str:
         """The activation the network is built with: ``leaky`` under the leaky remedy, else ``activation``."""
-        return "leaky" if self.remedy == "leaky" else self.activation
+        return "leaky" if get_remedy(self.remedy).swaps_activation else self.activation
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists), with ``version``; :meth:`from_dict` rebuilds the config."""

@@ -16,7 +16,7 @@ from reluscope.diagnose import ActivationStats, DeadUnitTracker, UnitHistory, sc
 from reluscope.io import json_writer, load_json, model_writer, save_json, write_together
 from reluscope.nn import MLP
 from reluscope.nn.optim import get_optimizer
-from reluscope.remedies import DeathSpikeDetector, ReDoCallback, dead_by_gradient, default_redo_until
+from reluscope.remedies import DeathSpikeDetector, ReDoCallback, default_redo_until, get_remedy, stuck_units
 from reluscope.runs._config import RUN_VERSION, PreparedData, RunConfig, prepare_data
 from reluscope.train import Callback, DivergenceError, History, TrainState, fit
 
@@ -196,7 +196,7 @@ def _train_config(config: RunConfig, net: MLP, data: PreparedData) -> dict[str, 
         "standardize": config.standardize,
         "seed": config.seed,
         "net": net.config(),
-        "redo": {"every": config.redo_every if config.remedy == "redo" else 0, "tau": config.redo_tau},
+        "redo": {"every": config.redo_every if get_remedy(config.remedy).recycles else 0, "tau": config.redo_tau},
         "death_spike": config.death_spike,
         "track_dead": config.track_every,
     }
@@ -214,10 +214,10 @@ def _build(config: RunConfig, data: PreparedData, callbacks: Sequence[Callback])
         seed=config.seed,
         dtype=config.dtype,
     )
-    if not net.hidden_names and (config.track_every or config.remedy == "redo"):
+    if not net.hidden_names and (config.track_every or get_remedy(config.remedy).recycles):
         raise ValueError("--track-dead and --redo need a hidden layer; pass --hidden, e.g. --hidden 100")
     cbs: list[Callback] = []
-    if config.remedy == "redo":
+    if get_remedy(config.remedy).recycles:
         until = default_redo_until(config.epochs) if config.redo_until is None else config.redo_until
         cbs.append(ReDoCallback(data.X, every=config.redo_every, tau=config.redo_tau, until=until, seed=config.seed))
     if config.track_every:
@@ -318,15 +318,15 @@ def _measure(
         final_loss=float(loss),
         dead_fraction={} if stats is None else {n: stats.dead_fraction(n) for n in stats.names},
         death_spikes=history.extra.get("death_spikes", []),
-        redo=history.extra.get("redo", []) if config.remedy == "redo" else None,
+        redo=history.extra.get("redo", []) if get_remedy(config.remedy).recycles else None,
         unit_history={n: h.to_dict() for n, h in units.items()} if tracker is not None else None,
         net=net,
         stats=stats,
         units=units,
-        no_gradient=dead_by_gradient(net, data.X) if stats is not None else {},
+        no_gradient=stuck_units(net, data.X) if stats is not None else {},
         data=data,
     )
     if stats is not None:
         result.scan = stats.summary()
-        result.fire_rates = {n: stats.frequency(n).tolist() for n in stats.names}
+        result.fire_rates = {n: stats.fire_rate(n).tolist() for n in stats.names}
     return result

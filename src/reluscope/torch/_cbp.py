@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import CBPReport, check_cbp_options
 from reluscope.torch._locate import check_model
-from reluscope.torch._redo import Init, SitePlan, check_optimizer, redo, redo_plan
+from reluscope.torch._redo import Init, SitePlan, _as_generator, check_optimizer, consumer_shift, redo, redo_plan
 
 __all__ = ["ContinualBackprop"]
 
@@ -96,12 +96,7 @@ class ContinualBackprop:
         self.replacement_rate, self.maturity, self.decay = check_cbp_options(replacement_rate, maturity, decay)
         self.bias_correction = bool(bias_correction)
         self.init = init
-        if isinstance(seed, torch.Generator):
-            self.generator = seed
-        elif isinstance(seed, int | np.integer) and not isinstance(seed, bool) and int(seed) >= 0:
-            self.generator = torch.Generator().manual_seed(int(seed))
-        else:
-            raise TypeError(f"seed must be a non-negative int or a torch.Generator, got {seed!r}; e.g. seed=0")
+        self.generator = _as_generator(seed)
         plan = redo_plan(self.model, example)
         names = list(plan.sites) if sites is None else list(sites)
         for name in names:
@@ -196,11 +191,7 @@ class ContinualBackprop:
                         continue
                     block = tr.plan.block
                     cols = [u * block + k for u in idx for k in range(block)]
-                    mean = tr.mean[cols].to(dtype=w.dtype, device=w.device)
-                    if isinstance(cons, nn.Linear):
-                        bias += w[:, cols] @ mean
-                    else:
-                        bias += (w[:, cols].flatten(2).sum(2) * mean).sum(1)
+                    bias += consumer_shift(cons, tr.plan, torch.tensor(idx), tr.mean[cols].to(w.dtype))
         # a synthetic window in which exactly the chosen units never fired: redo(tau=0) recycles exactly them
         stats = ActivationStats()
         for name, idx in todo.items():

@@ -355,6 +355,32 @@ def _hardtanh_label(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None
     return "relu6" if hi == 6 else "hardtanh"
 
 
+def rectifier_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Tensor] | None:
+    """``(Site.function, pre-activation)`` when a call of ``func`` with these arguments is a rectifier site, else
+    None: a built-in rectifier, another spelling of max(x, 0) (``clamp(min=0)``, ``maximum(x, zeros)``,
+    ``threshold(x, 0, 0)``, ...) or a function given to :func:`register_rectifier` -- the recorder's decision, for
+    the structure map of :func:`reluscope.torch.redo_plan`. Registered modules are seen by hooks, not here."""
+    label: str | None
+    if func in _CUSTOM_FUNCTIONS:
+        label = _CUSTOM_FUNCTIONS[func].label
+        x = args[0] if args else next(iter(kwargs.values()), None)
+    elif func in _TABLE:
+        label = _TABLE[func]
+        if label == "hardtanh":
+            label = _hardtanh_label(args, kwargs)
+        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    elif func in _SPELLINGS:
+        found = _spelled(_SPELLINGS[func], args, kwargs)
+        if found is None:
+            return None
+        label, x = found
+    else:
+        return None
+    if label is None or not _recordable(x):
+        return None
+    return label, cast(Tensor, x)
+
+
 # Device-side accumulators -------------------------------------------------------------------------------------------
 def _two_sum_(hi: Tensor, lo: Tensor, x: Tensor) -> None:
     """(hi, lo) += x, Knuth's TwoSum elementwise in place (the same arithmetic as ActivationStats)."""

@@ -13,8 +13,8 @@ from torch.overrides import _get_current_function_mode_stack
 
 from reluscope.diagnose import ActivationStats
 from reluscope.torch._batches import check_flag
+from reluscope.torch._examples import remember_example
 from reluscope.torch._locate import Site, _Recorder, check_model, is_compiled, seen_functions, stats_from_accs
-from reluscope.torch._redo import remember_example
 
 __all__ = ["Monitor", "monitor"]
 

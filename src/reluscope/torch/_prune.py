@@ -33,17 +33,9 @@ from torch import Tensor, nn
 
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import PrunedLayer, PrunedSite, PruneReport, check_fold, check_tau, recycle_mask, unit_means
-from reluscope.torch._locate import check_model, eval_mode
-from reluscope.torch._redo import (
-    ReDoPlan,
-    SitePlan,
-    _cached_plan,
-    _FlowTracer,
-    _run_example,
-    _tensors,
-    recorded_example,
-    remember_example,
-)
+from reluscope.torch._examples import recorded_example, remember_example
+from reluscope.torch._locate import check_model, eval_mode, iter_tensors
+from reluscope.torch._redo import ReDoPlan, SitePlan, _cached_plan, _FlowTracer, _run_example, consumer_shift
 
 __all__ = ["load_pruned", "prune_dead"]
 
@@ -131,23 +123,8 @@ def _outputs(model: nn.Module, batches: list[Any], is_example: bool) -> list[Ten
         for batch in batches:
             b = _to(batch, dev)
             out = model(*b) if is_example else model(_input(b))
-            outs.append(torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in _tensors(out)]))
+            outs.append(torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in iter_tensors(out)]))
     return outs
-
-
-def _fold(consumer: nn.Module, sp: SitePlan, idx: Tensor, means: Tensor) -> Tensor:
-    """(out,) float64: the consumer's output change when the units ``idx`` read ``means`` (their mean outputs)."""
-    weight = consumer.weight
-    assert isinstance(weight, Tensor)
-    w = weight.detach().to(torch.float64)
-    m = means.to(w.device, torch.float64)
-    i = idx.to(w.device)
-    if isinstance(consumer, nn.Linear):
-        if sp.block > 1:
-            cols = (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
-            return w[:, cols] @ m.repeat_interleave(sp.block)
-        return w[:, i] @ m
-    return w[:, i].sum(dim=tuple(range(2, w.ndim))) @ m
 
 
 def _set(module: nn.Module, name: str, value: Tensor | None, like: Any) -> None:
@@ -346,7 +323,7 @@ def prune_dead(
             in_cols[sp.consumer] = cols
             consumer = modules[sp.consumer]
             if fold == "mean" and bool((m != 0).any()):
-                add = _fold(consumer, sp, idx, m)
+                add = consumer_shift(consumer, sp, idx, m)
                 bias_add[sp.consumer] = bias_add.get(sp.consumer, torch.zeros_like(add)) + add
                 padding = getattr(consumer, "padding", 0)
                 if isinstance(consumer, _CONVS) and (padding == "same" or any(p != 0 for p in _tuple(padding))):

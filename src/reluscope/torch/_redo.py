@@ -44,9 +44,10 @@ from torch.overrides import TorchFunctionMode
 from reluscope._validate import check_positive_int, check_tau
 from reluscope.diagnose import ActivationStats
 from reluscope.remedies import ReDoReport, recycle_mask
-from reluscope.torch._locate import RECTIFIER_FUNCTIONS, check_model, eval_mode, find_sites
+from reluscope.torch._examples import recorded_example, remember_example
+from reluscope.torch._locate import Site, check_model, eval_mode, find_sites, iter_tensors, rectifier_call
 
-__all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "redo", "redo_plan"]
+__all__ = ["ReDoPlan", "ReDoSchedule", "SitePlan", "StructureError", "consumer_shift", "redo", "redo_plan"]
 
 Init = Callable[[Tensor, torch.Generator], Any]
 """``init(weight, generator)`` fills ``weight`` in place, e.g. ``lambda w, g: nn.init.kaiming_normal_(w, generator=g)``.
@@ -92,21 +93,7 @@ _PASS = frozenset(
     }
 )
 _FLATTEN = frozenset({"flatten", "view", "reshape"})
-_RECTIFIER_ALIASES = {"rrelu_with_noise": "rrelu"}
-
-
-def _rectifier_label(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """The adapter's function label of a rectifier call (``relu`` for ``relu_``), or None if it is not one."""
-    base = _RECTIFIER_ALIASES.get(name, name[:-1] if name.endswith("_") else name)
-    if base not in RECTIFIER_FUNCTIONS:
-        return None
-    if base == "hardtanh":  # a rectifier only with min_val == 0, like the adapter counts it
-        lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
-        hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
-        if lo != 0:
-            return None
-        return "relu6" if hi == 6 else "hardtanh"
-    return base
+_ZERO_FACTORIES = frozenset({"zeros", "zeros_like", "new_zeros"})  # read only the shape of their argument
 
 
 @dataclass
@@ -120,16 +107,6 @@ class _Node:
     in_shape: tuple[int, ...] | None  # shape of the first tensor argument
     out_shape: tuple[int, ...] | None
     label: str = ""  # rectifier label for act nodes
-
-
-def _tensors(obj: Any) -> list[Tensor]:
-    if isinstance(obj, Tensor):
-        return [obj]
-    if isinstance(obj, list | tuple):
-        return [t for item in obj for t in _tensors(item)]
-    if isinstance(obj, dict):
-        return [t for item in obj.values() for t in _tensors(item)]
-    return []
 
 
 class _FlowTracer(TorchFunctionMode):
@@ -157,7 +134,7 @@ class _FlowTracer(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         op = getattr(func, "__name__", "")
-        arg_tensors = _tensors(args) + _tensors(kwargs)
+        arg_tensors = [*iter_tensors(args), *iter_tensors(kwargs)]
         module = None
         data_inputs: list[Tensor] = []
         for t in arg_tensors:
@@ -166,16 +143,18 @@ class _FlowTracer(TorchFunctionMode):
                 module = module or entry[1]
             else:
                 data_inputs.append(t)
+        if op in _ZERO_FACTORIES:
+            data_inputs = []  # zeros_like(h) reads h's shape, not its values: not a use of h
+        found = rectifier_call(func, args, kwargs)  # the same decision as find_sites'
+        label = None
+        if found is not None:
+            label, pre = found  # the pre-activation goes first: maximum(zeros, h) reads h
+            data_inputs = [pre] + [t for t in data_inputs if t is not pre]
         inputs = [self._source(t) for t in data_inputs]
         first = data_inputs[0] if data_inputs else None
         in_shape = tuple(first.shape) if first is not None else None
-        label = None
-        if first is not None and first.is_floating_point() and first.ndim > 0 and not isinstance(first, nn.Parameter):
-            label = _rectifier_label(op, args, kwargs)
-            if first.ndim > 1 and first.shape[0] == 0:
-                label = None
         out = func(*args, **kwargs)
-        outs = _tensors(out)
+        outs = list(iter_tensors(out))
         if not outs:
             return out  # sizes, shapes, bools: not a data flow
         if label is not None:
@@ -276,7 +255,7 @@ def _run_example(model: nn.Module, example: Any, mode: TorchFunctionMode | None)
 
 
 def _map_site(
-    name: str,
+    site: Site,
     a: int,
     nodes: list[_Node],
     uses: dict[int, list[int]],
@@ -284,6 +263,7 @@ def _map_site(
     calls: dict[str, int],
 ) -> SitePlan | str | None:
     """A SitePlan, a refusal reason (str), or None for an output-layer site."""
+    name = site.name
     act = nodes[a]
     src = act.inputs[0] if act.inputs else None
     if src is None:
@@ -319,11 +299,23 @@ def _map_site(
     if bn_path is not None and not isinstance(modules[bn_path], nn.modules.batchnorm._BatchNorm):
         return f"{bn_path!r} is a {type(modules[bn_path]).__name__}, not a BatchNorm"
     units = producer.out_features if isinstance(producer, nn.Linear) else producer.out_channels
-    last_dim = (
-        isinstance(producer, nn.Linear) and act.in_shape is not None and len(act.in_shape) > 2
-    ) and act.in_shape[-1] == units
-    if not last_dim and (act.in_shape is None or len(act.in_shape) < 2 or act.in_shape[1] != units):
-        return f"its input has shape {act.in_shape}, expected (N, {units}, ...) from {prod.module!r}"
+    # the units are where the site's statistics have them (find_sites: the producer's axis, or an override)
+    shape = act.in_shape
+    if shape is None or len(shape) < 2:
+        return f"its input has shape {shape}: expected a batch of (N, {units}, ...) or (N, ..., {units}) values"
+    axis = site.unit_axis % len(shape)
+    last_dim = len(shape) > 2 and axis == len(shape) - 1
+    if axis not in (1, len(shape) - 1) or shape[axis] != units:
+        return (
+            f"its units are on dim {axis} of its input of shape {shape} (unit_axis, from {site.axis_source!r}), "
+            f"but {prod.module!r} produces {units} units on dim {'-1' if isinstance(producer, nn.Linear) else '1'}"
+        )
+    if last_dim and not isinstance(producer, nn.Linear):
+        return f"its units are on the last dimension, but {prod.module!r} is a conv (units on dim 1)"
+    if last_dim and bn_path is not None:
+        return f"BatchNorm {bn_path!r} normalises dim 1 of {shape}, not the Linear's units on the last dimension"
+    if not last_dim and isinstance(producer, nn.Linear) and len(shape) > 2:
+        return f"its units are read on dim 1 of {shape}, but nn.Linear {prod.module!r} produces them on the last dim"
     prelu = None
     if act.label == "prelu" and act.module is not None:
         mod = modules[act.module]
@@ -382,29 +374,12 @@ def _map_site(
                     return f"conv {n.module!r} has {consumer.in_channels} input channels, expected {units}"
             else:
                 return f"its consumer {n.module!r} is a {type(consumer).__name__}, not nn.Linear/Conv"
-            shape = act.in_shape
-            assert shape is not None
             positions = math.prod(shape[1:-1]) if last_dim else math.prod(shape[2:])
             return SitePlan(name, units, prod.module, bn_path, prelu, n.module, block, act.label, last_dim, positions)
         return f"its output goes into {n.op!r}, not into a Linear/Conv (through dropout, pooling or a flatten)"
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, ReDoPlan] = weakref.WeakKeyDictionary()
-_EXAMPLES: weakref.WeakKeyDictionary[nn.Module, tuple[Any, ...]] = weakref.WeakKeyDictionary()
-
-
-def remember_example(model: nn.Module, args: tuple[Any, ...]) -> None:
-    """Keep two rows of the positional arguments ``model`` ran on (cloned, same device), so that :func:`redo` and
-    :func:`reluscope.torch.prune_dead` can map its structure later without an ``example=``. Called by ``scan``
-    (first batch) and ``monitor`` (first forward); a model already remembered keeps its first example."""
-    if model in _EXAMPLES or not any(isinstance(a, Tensor) for a in args):
-        return  # already remembered, or a keyword-only call: nothing to replay
-    _EXAMPLES[model] = tuple((a[:2] if a.ndim else a).detach().clone() if isinstance(a, Tensor) else a for a in args)
-
-
-def recorded_example(model: nn.Module) -> tuple[Any, ...] | None:
-    """The example remembered for ``model`` by ``scan``/``monitor``/``redo_plan``, or None."""
-    return _EXAMPLES.get(model)
 
 
 def redo_plan(model: nn.Module, example: Any) -> ReDoPlan:
@@ -446,7 +421,7 @@ def redo_plan(model: nn.Module, example: Any) -> ReDoPlan:
     output_sites: list[str] = []
     refused: dict[str, str] = {}
     for site, a in zip(sites, acts, strict=True):
-        result = _map_site(site.name, a, nodes, uses, modules, calls)
+        result = _map_site(site, a, nodes, uses, modules, calls)
         if result is None:
             output_sites.append(site.name)
         elif isinstance(result, str):
@@ -614,7 +589,8 @@ def redo(
     Returns
     -------
     ReDoReport
-        Recycled unit indices per site.
+        Recycled unit indices per site, each site's unit count and what its statistics counted as a sample
+        (``print(report)``: ``"mlp.act: 12 of 32 units recycled (dead over 40×9 positions)"``).
 
     Raises
     ------
@@ -719,11 +695,35 @@ def redo(
                 i = (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
             if bias_correction and cons.bias is not None:
                 mean_h = torch.as_tensor(stats.mean_abs_activation(sp.site)[idx.numpy()], dtype=w.dtype)
-                mean_h = mean_h.to(w.device).repeat_interleave(sp.block)
-                cons.bias += (w[:, i].flatten(2).sum(2) if w.dim() > 2 else w[:, i]) @ mean_h
+                cons.bias += consumer_shift(cons, sp, idx, mean_h)
             w[:, i] = 0
             _reset_state(optimizer, w, (slice(None), i))
-    return ReDoReport(units=units, sizes=sizes, tau=tau)
+    samples = {name: stats.describe_samples(name) for name in units}
+    return ReDoReport(units=units, sizes=sizes, tau=tau, samples=samples)
+
+
+def consumer_shift(consumer: nn.Module, sp: SitePlan, idx: Tensor, means: Tensor) -> Tensor:
+    """(out,) tensor in ``means``' dtype: how far the consumer's pre-bias output moves when the units ``idx`` of site
+    ``sp`` output ``means`` instead of 0 -- what to fold into its bias when their outgoing weights are zeroed (ReDo's
+    bias correction, Continual Backprop) or the units removed (``prune_dead``).
+
+    ``means`` holds one value per unit (``(len(idx),)``, spread over the ``sp.block`` features a unit became after
+    a flatten) or one per consumer input feature (``(len(idx) * sp.block,)``). A Linear consumer gives
+    ``W[:, cols] @ means``; a Conv consumer sums its kernel: ``sum_k W[:, u, k] * means[u]`` (exact away from
+    zero-padded borders).
+    """
+    weight = consumer.weight
+    assert isinstance(weight, Tensor)
+    w = weight.detach().to(means.dtype)
+    i = idx.to(w.device)
+    cols = (
+        i if sp.block == 1 else (i[:, None] * sp.block + torch.arange(sp.block, device=w.device)[None, :]).reshape(-1)
+    )
+    m = means.to(w.device)
+    if sp.block > 1 and m.numel() == i.numel():
+        m = m.repeat_interleave(sp.block)
+    wc = w[:, cols]
+    return (wc.flatten(2).sum(2) if wc.dim() > 2 else wc) @ m
 
 
 # Schedule -----------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from reluscope.torch._batches import (
     to_device,
     total_samples,
 )
+from reluscope.torch._examples import remember_example
 from reluscope.torch._locate import (
     NoRectifierError,
     Site,
@@ -27,7 +28,6 @@ from reluscope.torch._locate import (
     seen_functions,
     stats_from_accs,
 )
-from reluscope.torch._redo import remember_example
 from reluscope.torch._script import scan_script
 
 __all__ = ["Progress", "scan", "scan_with_sites"]

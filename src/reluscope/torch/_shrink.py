@@ -9,29 +9,18 @@ embeddings) and the optimizer state are not touched, so it works with any optimi
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from reluscope.remedies import check_shrink_options
+from reluscope.remedies import StepSchedule, check_shrink_options
 from reluscope.torch._locate import check_model
-from reluscope.torch._redo import Init
+from reluscope.torch._redo import Init, _as_generator
 
 __all__ = ["ShrinkPerturb", "shrink_perturb"]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def _generator(seed: Any) -> torch.Generator:
-    if isinstance(seed, torch.Generator):
-        return seed
-    if isinstance(seed, int | np.integer) and not isinstance(seed, bool) and int(seed) >= 0:
-        return torch.Generator().manual_seed(int(seed))
-    raise TypeError(f"seed must be a non-negative int or a torch.Generator, got {seed!r}; e.g. seed=0")
 
 
 def shrink_perturb(
@@ -49,7 +38,7 @@ def shrink_perturb(
     """
     model = check_model(model)
     lam, sigma = check_shrink_options(shrink, noise)
-    gen = _generator(seed)
+    gen = _as_generator(seed)
     named = dict(model.named_modules())
     if modules is None:
         paths = [p for p, m in named.items() if isinstance(m, _LAYERS)]
@@ -79,7 +68,7 @@ def shrink_perturb(
     return paths
 
 
-class ShrinkPerturb:
+class ShrinkPerturb(StepSchedule):
     """Call :meth:`step` after every ``optimizer.step()``; every ``every`` steps it applies :func:`shrink_perturb`."""
 
     def __init__(
@@ -93,23 +82,15 @@ class ShrinkPerturb:
         init: Init | None = None,
         seed: int | torch.Generator = 0,
     ) -> None:
+        super().__init__(every)
         self.model = check_model(model)
-        every_: Any = every
-        if isinstance(every_, bool) or not isinstance(every_, numbers.Integral) or every_ < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}; e.g. every=1000")
-        self.every = int(every)
         self.shrink, self.noise = check_shrink_options(shrink, noise)
         self.modules = None if modules is None else list(modules)
         self.init = init
-        self.generator = _generator(seed)
-        self.steps = 0
-        self.applied = 0
+        self.generator = _as_generator(seed)
 
-    def step(self) -> bool:
-        """Count one step; apply when the count is a multiple of ``every``. True if applied."""
-        self.steps += 1
-        if self.steps % self.every:
-            return False
+    def apply(self) -> None:
+        """:func:`shrink_perturb` with this schedule's settings and generator."""
         shrink_perturb(
             self.model,
             shrink=self.shrink,
@@ -118,5 +99,3 @@ class ShrinkPerturb:
             init=self.init,
             seed=self.generator,
         )
-        self.applied += 1
-        return True

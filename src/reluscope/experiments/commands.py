@@ -11,7 +11,7 @@ from typing import Any
 from reluscope.experiments._born_dead import BornDeadConfig
 from reluscope.experiments._grid import SweepConfig
 
-__all__ = ["born_dead_command", "format_number", "sweep_command", "train_command"]
+__all__ = ["born_dead_command", "sweep_command", "train_command"]
 
 
 def format_number(v: Any) -> str:
