@@ -1,26 +1,41 @@
-"""Cost of the PyTorch adapter: monitor overhead per training step, and a whole-dataset scan vs a bare forward.
+"""Cost of the PyTorch adapter on real architectures: scan vs a bare forward, monitor vs a bare training step.
 
-Run: ``python benchmarks/bench_torch.py [--steps 60] [--scan-rounds 15] [--prune-rounds 20] [--threads 2]
-[--mlp-batch 256] [--only monitor,scan,prune] [--quick]``
+Run: ``python benchmarks/bench_torch.py [--device cpu|cuda] [--threads 2] [--rounds 9] [--steps 21]
+[--prune-rounds 20] [--only scan,monitor,prune,mlp,cnn,...] [--json PATH] [--quick]``
 
-1. **Monitor overhead per training step** (zero_grad, forward, cross-entropy, backward, SGD step) on an
-   ``MLP [1024, 784, 1024, 10]`` (sizes as in ``reluscope.nn.MLP``: 1024 inputs, hidden 784 and 1024, 10 classes;
-   batch ``--mlp-batch``, 256) and a small CNN (conv-BN-ReLU x2 + max-pool + linear on 3x32x32, batch 64).
-   Three identical copies of each model train side by side on the same batches: bare, with ``monitor(model)``
-   (cheap path every step) and with ``monitor(model, full_every=1)`` (full fire counts every step). The sides
-   run one step each in rotating order, so machine load drifts hit all of them; each side's time is the median.
-   Targets: cheap <= 1.01x, full <= 1.05x.
-2. **Scan cost**: ``reluscope.torch.scan`` over a dataset vs a bare ``model(x)`` loop under ``torch.no_grad()``
-   in eval mode over the same batches, alternating whole passes; medians. Target <= 1.10x. The CNN is scanned
-   both with the default per-channel counts and with ``per_position=True`` (per-position fire maps).
-3. **Pruning dead units**: ``reluscope.torch.prune_dead`` on models with ~40% of their prunable units dead
-   (negative biases: torchvision's vgg11 at random init, 4096-wide classifier, on 3x32x32; a transformer encoder
-   layer's ReLU MLP; an MLP; a Conv-BN-ReLU CNN). Forward time of the pruned model over the original's, one
-   ``no_grad`` eval forward each per round in alternating order; the ratio of medians and the min/max of the
-   per-round ratios, with the parameters saved and the max |output change| measured by ``prune_dead``.
+Workloads (random init, seeded; issue 16):
 
-Each timing is taken twice: wall clock and process CPU time. On a shared, loaded machine the CPU time is the
-steadier of the two (time spent descheduled does not count); with several threads it includes their spinning.
+- ``mlp``: ``MLP [1024, 784, 1024, 10]`` (Linear-ReLU x2 + Linear); scan 8192 samples in batches of 512, training
+  step at batch 256;
+- ``cnn``: the small CNN (conv-BN-ReLU x2 + max-pool + Linear on 3x32x32), batch 32; also scanned with
+  ``per_position=True``;
+- ``mobilenet_v2`` and ``resnet18`` (torchvision, 1000 classes) on 3x64x64, batch 32;
+- ``transformer``: a 2-layer ``nn.TransformerEncoder`` (d 128, 4 heads, FFN 512, GELU, batch_first) on 32 x 64
+  tokens. PyTorch runs its eval-mode ``no_grad`` forward through a fused C++ kernel ("fast path") in which the GELU
+  cannot be seen from Python; any ``TorchFunctionMode`` (ours included) turns that path off, so the scan is
+  compared with both the fast-path forward (what a bare loop costs) and the Python-path forward
+  (``torch.backends.mha.set_fastpath_enabled(False)``, what the scan runs).
+
+Measures, each against its bare side, alternating the sides in rotating order every round (a round is one pass over
+the scan batches, or one training step), so machine load drifts hit all sides alike:
+
+1. **scan**: ``reluscope.torch.scan`` over the batches vs a ``no_grad`` eval forward loop over the same batches
+   (target <= 1.10; per-position counts <= 1.20);
+2. **monitor (cheap)**: ``monitor(model)`` vs the bare training step (zero_grad, forward, loss, backward, SGD step)
+   on an identical copy of the model (target <= 1.01);
+3. **monitor (full)**: ``monitor(model, full_every=1)`` (target <= 1.05).
+
+4. **Pruning dead units** (``--only prune``): ``reluscope.torch.prune_dead`` on models with ~40% of their
+   prunable units dead (negative biases: torchvision's vgg11 at random init, 4096-wide classifier, on 3x32x32; a
+   transformer encoder layer's ReLU MLP; an MLP; a Conv-BN-ReLU CNN). Forward time of the pruned model over the
+   original's, one ``no_grad`` eval forward each per round in alternating order; the ratio of medians and the
+   min/max of the per-round ratios, with the parameters saved and the max |output change| measured by
+   ``prune_dead``.
+
+The ratio of each round is side time / bare time of that round; printed are its min/median/max over the rounds
+(wall clock), and the ratio of the median process CPU times (on a shared machine CPU time is the steadier number:
+time spent descheduled does not count; with several threads it includes their spinning). On CUDA the timed region
+ends with ``torch.cuda.synchronize()`` and only wall time is meaningful.
 """
 
 from __future__ import annotations
@@ -28,16 +43,27 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tv import import_torchvision
+
+from reluscope.io import save_json
 from reluscope.torch import monitor, prune_dead, scan
+
+TARGETS = {"scan": 1.10, "scan per_position": 1.20, "monitor (cheap)": 1.01, "monitor (full)": 1.05}
 
 
 def seeded(build: Callable[[], nn.Module], seed: int = 0) -> nn.Module:
@@ -70,16 +96,176 @@ def cnn() -> nn.Sequential:
     )
 
 
-def step_fn(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+def transformer() -> nn.Module:
+    layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.1, activation="gelu", batch_first=True)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
 
-    return step
+@dataclass
+class Workload:
+    name: str
+    build: Callable[[], nn.Module]
+    sample: tuple[int, ...]  # one input sample's shape
+    scan_batch: int
+    scan_batches: int
+    train_batch: int
+    classes: int = 10  # 0: the loss is the mean square of the output (the transformer)
+    per_position: bool = False
+    slow_path_baseline: bool = False
+
+
+def workloads() -> list[Workload]:
+    tv = import_torchvision()
+    return [
+        Workload("mlp", lambda: mlp([1024, 784, 1024, 10]), (1024,), 512, 16, 256),
+        Workload("cnn", cnn, (3, 32, 32), 32, 16, 32, per_position=True),
+        Workload("mobilenet_v2", lambda: tv.models.mobilenet_v2(), (3, 64, 64), 32, 2, 32, classes=1000),
+        Workload("resnet18", lambda: tv.models.resnet18(), (3, 64, 64), 32, 2, 32, classes=1000),
+        Workload("transformer", transformer, (64, 128), 32, 4, 32, classes=0, slow_path_baseline=True),
+    ]
+
+
+@dataclass
+class Row:
+    workload: str
+    measure: str
+    rounds: int
+    bare_ms: float
+    side_ms: float
+    ratio_min: float
+    ratio_median: float
+    ratio_max: float
+    cpu_ratio: float | None
+    target: float | None
+    baseline: str = "bare"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.ratio_median <= self.target
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def alternate(
+    sides: dict[str, Callable[[], None]], rounds: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run every side once per round, in an order rotating each round; wall and CPU seconds per side and round."""
+    keys = list(sides)
+    wall: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            sync(device)
+            w0, c0 = time.perf_counter(), time.process_time()
+            sides[k]()
+            sync(device)
+            cpu[k].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - w0)
+    return wall, cpu
+
+
+def rows_of(
+    name: str, wall: dict[str, list[float]], cpu: dict[str, list[float]], base: str, device: torch.device
+) -> list[Row]:
+    out = []
+    for k in wall:
+        if k == base or k.startswith("bare"):
+            continue
+        ratios = [s / b for s, b in zip(wall[k], wall[base], strict=True)]
+        cpu_ratio = None if device.type == "cuda" else statistics.median(cpu[k]) / statistics.median(cpu[base])
+        out.append(
+            Row(
+                name,
+                k,
+                len(ratios),
+                statistics.median(wall[base]) * 1e3,
+                statistics.median(wall[k]) * 1e3,
+                min(ratios),
+                statistics.median(ratios),
+                max(ratios),
+                cpu_ratio,
+                TARGETS.get(k),
+                base,
+            )
+        )
+    return out
+
+
+def bench_scan(w: Workload, rounds: int, device: torch.device, g: torch.Generator) -> list[Row]:
+    model = seeded(w.build).to(device).eval()
+    batches = [torch.randn(w.scan_batch, *w.sample, generator=g).to(device) for _ in range(w.scan_batches)]
+
+    def bare() -> None:
+        with torch.no_grad():
+            for xb in batches:
+                model(xb)
+
+    def bare_slow() -> None:
+        prior = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            bare()
+        finally:
+            torch.backends.mha.set_fastpath_enabled(prior)
+
+    def scanned() -> None:
+        scan(model, batches)
+
+    def scanned_positions() -> None:
+        scan(model, batches, per_position=True)
+
+    sides: dict[str, Callable[[], None]] = {"bare": bare, "scan": scanned}
+    if w.per_position:
+        sides["scan per_position"] = scanned_positions
+    if w.slow_path_baseline:
+        sides["bare (no fast path)"] = bare_slow
+    for fn in sides.values():  # warm-up: allocator, thread pools, first-call paths
+        fn()
+    wall, cpu = alternate(sides, rounds, device)
+    rows = rows_of(w.name, wall, cpu, "bare", device)
+    if w.slow_path_baseline:
+        slow = rows_of(w.name, {k: wall[k] for k in wall if k != "bare"}, cpu, "bare (no fast path)", device)
+        for row in slow:
+            row.target = None
+        rows += slow
+    return rows
+
+
+def bench_monitor(w: Workload, steps: int, device: torch.device, g: torch.Generator) -> list[Row]:
+    base = seeded(w.build).to(device).train()
+    x = torch.randn(w.train_batch, *w.sample, generator=g).to(device)
+    y = torch.randint(0, max(w.classes, 1), (w.train_batch,), generator=g).to(device)
+    models = {k: copy.deepcopy(base) for k in ("bare", "monitor (cheap)", "monitor (full)")}
+    handles = [monitor(models["monitor (cheap)"]), monitor(models["monitor (full)"], full_every=1)]
+
+    def stepper(model: nn.Module) -> Callable[[], None]:
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = F.cross_entropy(out, y) if w.classes else out.square().mean()
+            loss.backward()
+            opt.step()
+
+        return step
+
+    sides = {k: stepper(m) for k, m in models.items()}
+    for fn in sides.values():
+        for _ in range(2):
+            fn()
+    wall, cpu = alternate(sides, steps, device)
+    n_sites = len(handles[0].sites)
+    for h in handles:
+        h.remove()
+    rows = rows_of(w.name, wall, cpu, "bare", device)
+    for row in rows:
+        row.notes.append(f"{n_sites} sites")
+    return rows
 
 
 def timed(fn: Callable[[], None], wall: list[float], cpu: list[float]) -> None:
@@ -95,62 +281,6 @@ def report(label: str, wall: list[float], cpu: list[float], base: tuple[float, f
     print(f"  {label:24s} wall {w * 1e3:8.2f} ms  cpu {c * 1e3:8.2f} ms{ratio}")
 
 
-def bench_monitor(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
-    sides = {"bare": copy.deepcopy(model), "cheap": copy.deepcopy(model), "full": copy.deepcopy(model)}
-    handles = [monitor(sides["cheap"]), monitor(sides["full"], full_every=1)]
-    steppers = {k: step_fn(m) for k, m in sides.items()}
-    wall: dict[str, list[float]] = {k: [] for k in sides}
-    cpu: dict[str, list[float]] = {k: [] for k in sides}
-    keys = list(sides)
-    for k in keys:  # warm-up: allocator, thread pools, first-call paths
-        for _ in range(3):
-            steppers[k](x, y)
-    for i in range(steps):
-        for k in keys[i % 3 :] + keys[: i % 3]:
-            timed(lambda k=k: steppers[k](x, y), wall[k], cpu[k])
-    dead = handles[1].dead_fractions()
-    for h in handles:
-        h.remove()
-    base = (statistics.median(wall["bare"]), statistics.median(cpu["bare"]))
-    print(f"{name}: training step, medians of {steps} alternating steps; sites {list(dead)}")
-    report("bare", wall["bare"], cpu["bare"], None, "")
-    report("monitor (cheap)", wall["cheap"], cpu["cheap"], base, "1.01")
-    report("monitor (full_every=1)", wall["full"], cpu["full"], base, "1.05")
-
-
-def bench_scan(name: str, model: nn.Module, batches: list[torch.Tensor], rounds: int, positions: bool) -> None:
-    model.eval()
-
-    def bare() -> None:
-        with torch.no_grad():
-            for xb in batches:
-                model(xb)
-
-    def scanned() -> None:
-        scan(model, batches)
-
-    def scanned_positions() -> None:
-        scan(model, batches, per_position=True)
-
-    sides: dict[str, Callable[[], None]] = {"bare": bare, "scan": scanned}
-    if positions:
-        sides["scan per_position"] = scanned_positions
-    keys = list(sides)
-    wall: dict[str, list[float]] = {k: [] for k in keys}
-    cpu: dict[str, list[float]] = {k: [] for k in keys}
-    for fn in sides.values():
-        fn()
-    for r in range(rounds):
-        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
-            timed(sides[k], wall[k], cpu[k])
-    n = sum(len(xb) for xb in batches)
-    print(f"{name}: pass over {n} samples in {len(batches)} batches, medians of {rounds} alternating passes")
-    base = (statistics.median(wall["bare"]), statistics.median(cpu["bare"]))
-    report("bare no_grad forward", wall["bare"], cpu["bare"], None, "")
-    for k in keys[1:]:
-        report(k, wall[k], cpu[k], base, "1.10")
-
-
 def kill(bias: torch.Tensor, fraction: float = 0.4) -> None:
     """Every unit whose index falls in the first ``fraction`` of each block of 10 gets a bias of -100: dead."""
     with torch.no_grad():
@@ -159,19 +289,7 @@ def kill(bias: torch.Tensor, fraction: float = 0.4) -> None:
 
 
 def vgg11() -> nn.Module:
-    import sys
-    import types
-
-    try:
-        import torchvision
-    except RuntimeError as e:  # PyPI's CUDA-linked wheel beside a CPU torch: skip its op registrations
-        if "torchvision::" not in str(e):
-            raise
-        for k in [k for k in sys.modules if k.startswith("torchvision")]:
-            del sys.modules[k]
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-        import torchvision
-    model: nn.Module = torchvision.models.vgg11(num_classes=10)
+    model: nn.Module = import_torchvision().models.vgg11(num_classes=10)
     return model
 
 
@@ -216,46 +334,6 @@ def bench_prune(name: str, model: nn.Module, x: torch.Tensor, rounds: int) -> No
     )
 
 
-def main() -> None:
-    if hasattr(sys.stdout, "reconfigure"):  # a log (stdout not a terminal) shows each row as it is measured
-        sys.stdout.reconfigure(line_buffering=True)
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=60, help="training steps per side")
-    ap.add_argument("--scan-rounds", type=int, default=15, help="passes per side for the scan comparison")
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--mlp-batch", type=int, default=256, help="batch size of the MLP training step")
-    ap.add_argument("--prune-rounds", type=int, default=20, help="forwards per side for the pruning comparison")
-    ap.add_argument("--only", default="monitor,scan,prune", help="comma-separated sections to run")
-    ap.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
-    args = ap.parse_args()
-    if args.quick:
-        args.steps, args.scan_rounds, args.prune_rounds = 4, 2, 2
-    only = set(args.only.split(","))
-    torch.set_num_threads(args.threads)
-    g = torch.Generator().manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-    sizes = [1024, 784, 1024, 10]
-    if "monitor" in only:
-        x = torch.randn(args.mlp_batch, sizes[0], generator=g)
-        y = torch.randint(0, 10, (args.mlp_batch,), generator=g)
-        bench_monitor(f"MLP {sizes}, batch {args.mlp_batch}", seeded(lambda: mlp(sizes)), x, y, args.steps)
-        xc = torch.randn(64, 3, 32, 32, generator=g)
-        yc = torch.randint(0, 10, (64,), generator=g)
-        bench_monitor("CNN conv32-conv64 on 3x32x32, batch 64", seeded(cnn), xc, yc, args.steps)
-
-    if "scan" in only:
-        data = torch.randn(8192, sizes[0], generator=g)
-        bench_scan(
-            f"scan MLP {sizes}", seeded(lambda: mlp(sizes)), list(data.split(512)), args.scan_rounds, positions=False
-        )
-        images = torch.randn(1024, 3, 32, 32, generator=g)
-        bench_scan("scan CNN", seeded(cnn), list(images.split(128)), args.scan_rounds, positions=True)
-
-    if "prune" in only:
-        bench_prune_models(g, args.prune_rounds)
-
-
 def bench_prune_models(g: torch.Generator, rounds: int) -> None:
     vgg = seeded(vgg11)
     for i in (0, 3):  # the two 4096-wide hidden layers of the classifier
@@ -283,5 +361,100 @@ def bench_prune_models(g: torch.Generator, rounds: int) -> None:
     bench_prune("prune CNN conv32-BN-conv64-BN on 3x32x32", conv, torch.randn(64, 3, 32, 32, generator=g), rounds)
 
 
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return platform.processor() or "unknown"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def fmt(row: Row) -> str:
+    cpu = "   -  " if row.cpu_ratio is None else f"{row.cpu_ratio:6.3f}"
+    target = "" if row.target is None else f"<= {row.target:.2f} {'met' if row.met else 'MISSED'}"
+    vs = "" if row.baseline == "bare" else f" (vs {row.baseline})"
+    return (
+        f"{row.workload:13s} {row.measure + vs:40s} {row.bare_ms:9.2f} {row.side_ms:9.2f}  "
+        f"{row.ratio_min:6.3f} {row.ratio_median:6.3f} {row.ratio_max:6.3f}  {cpu}  {target}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):  # a log (stdout not a terminal) shows each row as it is measured
+        sys.stdout.reconfigure(line_buffering=True)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for every side (default 2)")
+    ap.add_argument("--rounds", type=int, default=9, help="alternated scan passes per side (default 9)")
+    ap.add_argument("--steps", type=int, default=21, help="alternated training steps per side (default 21)")
+    ap.add_argument("--prune-rounds", type=int, default=20, help="forwards per side for the pruning comparison")
+    ap.add_argument(
+        "--only",
+        action="append",
+        help="comma-separated sections (scan, monitor, prune) and/or workloads (mlp, cnn, mobilenet_v2, resnet18, "
+        "transformer) to run; repeatable; default: all",
+    )
+    ap.add_argument("--json", type=Path, help="also write the rows and the machine description here")
+    ap.add_argument("--quick", action="store_true", help="2 rounds and 3 steps (smoke test)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.prune_rounds = 2, 3, 2
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device here", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    g = torch.Generator().manual_seed(0)
+    tokens = {t for item in args.only or [] for t in item.split(",") if t}
+    all_sections = {"scan", "monitor", "prune"}
+    all_workloads = workloads()
+    names = {w.name for w in all_workloads}
+    unknown = tokens - all_sections - names
+    if unknown:
+        print(f"--only: unknown {sorted(unknown)}; choose from {sorted(all_sections)} and {sorted(names)}")
+        return 2
+    sections = (tokens & all_sections) or all_sections
+    chosen = [w for w in all_workloads if not (tokens & names) or w.name in tokens]
+    machine = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "cpu": cpu_model(),
+    }
+    print(f"torch {machine['torch']}, {machine['threads']} threads, device {machine['device']}, CPU {machine['cpu']}")
+    rows: list[Row] = []
+    for i, w in enumerate(chosen if sections & {"scan", "monitor"} else [], 1):
+        if "scan" in sections:
+            print(f"[{i}/{len(chosen)}] {w.name}: scan, {args.rounds} rounds ...", file=sys.stderr, flush=True)
+            rows += bench_scan(w, args.rounds, device, g)
+        if "monitor" in sections:
+            print(f"[{i}/{len(chosen)}] {w.name}: monitor, {args.steps} steps ...", file=sys.stderr, flush=True)
+            rows += bench_monitor(w, args.steps, device, g)
+    if rows:
+        print(
+            f"\n{'workload':13s} {'measure':40s} {'bare ms':>9s} {'side ms':>9s}  {'wall ratio min/med/max':>20s}  "
+            f"{'cpu':>6s}  target"
+        )
+        for row in rows:
+            print(fmt(row))
+    if "prune" in sections:
+        if device.type != "cpu":
+            print("pruning rows: CPU only (skipped on", device, ")")
+        else:
+            print()
+            bench_prune_models(g, args.prune_rounds)
+    if args.json is not None:
+        rec = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()}, "rows": []}
+        for row in rows:
+            d: dict[str, Any] = dict(row.__dict__)
+            d["met"] = row.met
+            rec["rows"].append(d)
+        save_json(args.json, rec)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
