@@ -399,6 +399,22 @@ def _renormalise_(hi: Tensor, lo: Tensor) -> None:
     lo.copy_(err)
 
 
+def _unit_max(pre: Tensor, acc: _SiteAcc) -> Tensor:
+    """Per-unit maximum of a (rows, U) or (N, C, *S) layout: ``(U,)`` / ``(C,)``, in the activation's dtype.
+
+    For conv layouts the cheaper order is taken: the positions first (an inner reduction, vectorised when a row of
+    positions is long and a multiple of the vector width) or the batch first (an outer reduction into a reused
+    ``(C, *S)`` buffer; ~5-10x faster for 2x2, 4x4 or 7x7 maps). The maximum is exact in either order.
+    """
+    if pre.ndim == 2:
+        return pre.amax(0)
+    positions = math.prod(pre.shape[2:])
+    if positions >= 64 and positions % 16 == 0:
+        return pre.amax(dim=tuple(range(2, pre.ndim))).amax(0)
+    per_pos = torch.amax(pre, 0, out=acc.buffer("unit_max", (1, *pre.shape[1:]), pre.dtype)[0])
+    return per_pos.amax(dim=tuple(range(1, per_pos.ndim)))
+
+
 # Custom rectifiers ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Custom:
@@ -887,7 +903,7 @@ class _Recorder(TorchFunctionMode):
             self.cheap(acc, pre)
             self._pending_custom.append((None, None))
             return
-        self._pending_custom.append((acc, self.reduce_pre(acc, pre, custom.label)))
+        self._pending_custom.append((acc, self.reduce_pre(acc, pre, custom.label, builtin=False)))
 
     def _custom_post(self, module: nn.Module, args: Any, output: Any) -> None:
         if not self._pending_custom:
@@ -1043,11 +1059,10 @@ class _Recorder(TorchFunctionMode):
         return acc
 
     def cheap(self, acc: _SiteAcc, x: Tensor) -> None:
-        """Running per-unit maximum: one reduction (two small ones for conv) and one tiny maximum, no host sync."""
+        """Running per-unit maximum: one reduction over the activation (two for conv) and one tiny maximum; no
+        host sync, no value-dependent Python branch."""
         pre = acc.layout(x.detach())
-        if pre.ndim > 2:  # reducing the contiguous spatial dims first is several times faster than (0, 2, 3)
-            pre = pre.amax(dim=tuple(range(2, pre.ndim)))
-        torch.maximum(acc.run_max, pre.amax(0), out=acc.run_max)
+        torch.maximum(acc.run_max, _unit_max(pre, acc), out=acc.run_max)
         acc.n_seen += pre.shape[0]
 
     @staticmethod
@@ -1064,13 +1079,17 @@ class _Recorder(TorchFunctionMode):
             torch.sum(chunk, 0, dtype=torch.int16, out=buf)
             total.add_(buf)
 
-    def reduce_pre(self, acc: _SiteAcc, x: Tensor, label: str) -> _Pending:
+    def reduce_pre(self, acc: _SiteAcc, x: Tensor, label: str, *, builtin: bool = True) -> _Pending:
         """The reductions that need the pre-activation (run before an in-place call overwrites it).
 
         Returns (rows, per-unit batch maxima, the (N, C) channel maxima of a conv site or None, and the fire
         mask when it cannot be read from the output). The mask is ``clamp(pre, min=0)`` converted to bool: on
         CPU ~3x faster than ``pre > 0`` (comparisons into bool are not vectorised) and equal to it except for NaN,
         which is reported when the statistics are read. For ReLU/ReLU6 the output already is that mask.
+
+        A conv site of a built-in ReLU/ReLU6/hardtanh(0, c) needs no (N, C) maxima: its output is >= 0 and > 0
+        exactly where the pre-activation is, so a channel fired on a sample exactly when the sum of its outputs
+        (computed anyway for the |activation| sums) is > 0; only the per-channel maximum is read here.
         """
         pre = acc.layout(x.detach())
         n = pre.shape[0]
@@ -1079,8 +1098,8 @@ class _Recorder(TorchFunctionMode):
         if need_mask:
             positive = torch.clamp(pre, min=0, out=acc.buffer("positive", pre.shape, pre.dtype))
             mask = acc.buffer("mask", pre.shape, torch.bool).copy_(positive)
-        if pre.ndim == 2:
-            return n, pre.amax(0), None, mask
+        if pre.ndim == 2 or (builtin and label in _NONNEGATIVE):
+            return n, _unit_max(pre, acc), None, mask
         nc_max = pre.amax(dim=tuple(range(2, pre.ndim)))  # (N, C): a channel fires if any position is > 0
         return n, nc_max.amax(0), nc_max, mask
 
@@ -1092,24 +1111,26 @@ class _Recorder(TorchFunctionMode):
         """
         n, bmax, nc_max, mask = pending
         act = acc.layout(out.detach()) if isinstance(out, Tensor) and out.is_floating_point() else None
-        if mask is None and act is not None and (nc_max is None or self.per_position):
+        if mask is None and act is not None and (act.ndim == 2 or self.per_position):
             mask = acc.buffer("mask", act.shape, torch.bool).copy_(act)  # ReLU/ReLU6: out != 0 exactly where pre > 0
-        if nc_max is None:
-            if mask is not None:
-                self._count_into(acc.fire_count, mask, acc)
-        else:
-            self._count_into(acc.fire_count, nc_max > 0, acc)
-            if self.per_position and mask is not None and acc.pos_count is not None:
-                self._count_into(acc.pos_count, mask, acc)
         sums = None
+        nc_sum = None
         if act is not None:
             if label not in _NONNEGATIVE:
                 act = act.abs()
             if act.dtype in (torch.float16, torch.bfloat16):
                 act = act.float()
             if act.ndim > 2:
-                act = act.sum(dim=tuple(range(2, act.ndim)))  # (N, C), contiguous inner dims: fast
+                act = nc_sum = act.sum(dim=tuple(range(2, act.ndim)))  # (N, C), contiguous inner dims: fast
             sums = act.sum(0).to(torch.float64) if act.dtype != torch.float64 else act.sum(0)
+        if nc_max is not None:
+            self._count_into(acc.fire_count, nc_max > 0, acc)
+        elif nc_sum is not None:  # ReLU-like conv site: output sums > 0 exactly where some position fired
+            self._count_into(acc.fire_count, nc_sum > 0, acc)
+        elif mask is not None and mask.ndim == 2:
+            self._count_into(acc.fire_count, mask, acc)
+        if acc.conv_positions and self.per_position and mask is not None and acc.pos_count is not None:
+            self._count_into(acc.pos_count, mask, acc)
         if sums is None or sums.shape != acc.abs_hi.shape:  # pragma: no cover - rectifiers keep their input's shape
             sums = torch.zeros_like(acc.abs_hi)
         acc.n_seen += n
