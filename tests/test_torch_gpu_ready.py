@@ -207,3 +207,27 @@ def test_cuda_monitor_steps_never_sync(options: dict[str, Any]) -> None:
     with monitor(model, **options) as m:
         _train(model, batches, watch)
     assert m.stats.n_samples("act1") == 16
+
+
+def test_staged_sums_fold_bit_identically_to_one_twosum_per_site() -> None:
+    """flush() folds every site's batch sums with foreach calls: the same float64 arithmetic, so the same bits as
+    TwoSum + FastTwoSum applied site by site, also for a site staged twice before a flush."""
+    from reluscope.torch._locate import _Recorder, _renormalise_, _two_sum_
+
+    g = torch.Generator().manual_seed(3)
+    rec = _Recorder(nn.Module(), per_position=False)
+    accs = [rec.site_acc(f"s{i}", "relu", "", 1, torch.zeros(2, units)) for i, units in enumerate((5, 3, 7))]
+    ref = [(torch.zeros(a.shape, dtype=torch.float64), torch.zeros(a.shape, dtype=torch.float64)) for a in accs]
+    for step in range(6):
+        order = [0, 1, 2, 0] if step == 3 else [0, 1, 2]  # site 0 twice in one flush
+        for i in order:
+            units = accs[i].shape[0]
+            sums = torch.rand(units, generator=g, dtype=torch.float64) * 10.0 ** (step - 3)
+            bmax = torch.randn(units, generator=g)
+            rec._staged.append((accs[i], bmax.double(), sums))
+            _two_sum_(ref[i][0], ref[i][1], sums)
+            _renormalise_(ref[i][0], ref[i][1])
+        rec.flush()
+    for acc, (hi, lo) in zip(accs, ref, strict=True):
+        assert torch.equal(acc.abs_hi, hi) and torch.equal(acc.abs_lo, lo)
+    assert rec._staged == []

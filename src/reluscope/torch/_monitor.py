@@ -100,6 +100,7 @@ class Monitor:
         if self._depth == 0 and self._active:
             self._active = False
             self._rec.__exit__(None, None, None)
+            self._rec.flush()
             self._restore_stance()
 
     def _restore_stance(self) -> None:
@@ -119,12 +120,14 @@ class Monitor:
         ``full_every`` > 1 (or None) ``frequency`` is a lower bound (a unit that fired only in cheap passes counts
         1) and dormant scores need :attr:`full_stats`. With ``full_every=1`` everything is exact.
         """
+        self._rec.flush()
         return stats_from_accs(list(self._rec.accs.values()), window=True)
 
     @property
     def full_stats(self) -> ActivationStats:
         """Exact statistics of the fully counted passes of the window only (a sample of it): fire rates, dormant
         scores. Empty when ``full_every`` is None."""
+        self._rec.flush()
         return stats_from_accs(list(self._rec.accs.values()), window=False)
 
     @property
@@ -168,6 +171,7 @@ class Monitor:
                 self._rec.__exit__(None, None, None)
             self._active = False
             self._restore_stance()
+        self._rec.flush()
         self._depth = 0
         self._rec.forget_model()
 

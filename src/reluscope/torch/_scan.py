@@ -173,6 +173,7 @@ def scan_with_sites(
                 rec.begin_pass(full=True)
                 with rec:
                     run(model, batch)
+                rec.flush()
                 n_batches += 1
                 n_done += batch_rows(batch)
                 if progress is not None:

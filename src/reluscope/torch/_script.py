@@ -229,6 +229,7 @@ def scan_script(
                     setattr(pre, _AXIS_TAG, site.producer)
                 acc = rec.site_acc(site.name, site.label, site.path, site.call, pre)
                 rec.commit(acc, site.label, rec.reduce_pre(acc, pre, site.label), act)
+            rec.flush()
             n_batches += 1
             n_done += batch_rows(batch)
             if progress is not None:
