@@ -1169,7 +1169,8 @@ class _Recorder(TorchFunctionMode):
         staged, self._staged = self._staged, []
         while staged:  # a site staged twice (a pass that never ended) is folded in twice, in order
             seen: set[int] = set()
-            now, later = [], []
+            now: list[tuple[_SiteAcc, Tensor, Tensor]] = []
+            later: list[tuple[_SiteAcc, Tensor, Tensor]] = []
             for item in staged:
                 (later if id(item[0]) in seen else now).append(item)
                 seen.add(id(item[0]))
