@@ -1157,7 +1157,7 @@ class _Recorder(TorchFunctionMode):
         acc.n_full += n
         # the per-unit vectors of every site are folded in together at the end of the pass (flush): a dozen
         # foreach calls per pass instead of fifteen tiny kernels per site
-        self._staged.append((acc, bmax if bmax.dtype == torch.float64 else bmax.to(torch.float64), sums))
+        self._staged.append((acc, bmax, sums))  # bmax in the activation's dtype: maximum promotes it exactly
 
     def flush(self) -> None:
         """Fold the staged batch maxima and |activation| sums of every fully counted site into its counters.
