@@ -106,7 +106,21 @@ def _seeded_zoo() -> Zoo:
         return Zoo()
 
 
-def _train(model: Zoo, batches: list[torch.Tensor], watch: Callable[[], Any]) -> None:
+def _fixed_cnn() -> nn.Sequential:
+    """A model of fixed structure: hooked passes after the first one."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3),
+            nn.BatchNorm2d(4),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Linear(4 * 14 * 14, 5),
+            nn.GELU(),
+        )
+
+
+def _train(model: nn.Module, batches: list[torch.Tensor], watch: Callable[[], Any]) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     for i, xb in enumerate(batches):
         opt.zero_grad()
@@ -136,6 +150,30 @@ def test_monitor_steps_read_nothing_on_the_host(options: dict[str, Any]) -> None
         _train(model, _batches(4), watch)
     assert reads == [[], [], []]
     assert len(m.sites) == 8 and m.stats.n_samples("act1") == 16  # the statistics are read after the steps
+
+
+@pytest.mark.parametrize("options", [{}, {"full_every": 1, "per_position": True}])
+def test_hooked_monitor_steps_read_nothing_on_the_host(options: dict[str, Any]) -> None:
+    """A model of fixed structure is recorded by hooks on its rectifier modules after the first pass."""
+    model = _fixed_cnn()
+    reads: list[list[str]] = []
+
+    @contextmanager
+    def watch() -> Iterator[None]:
+        with no_host_reads() as called:
+            yield
+        reads.append(called)
+
+    with monitor(model, **options) as m:
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for i, xb in enumerate(_batches(4)):
+            opt.zero_grad()
+            with watch() if i else _nothing():
+                loss = model(xb).square().mean()
+            loss.backward()
+            opt.step()
+    assert reads == [[], [], []] and m._rec.hooked_passes == 3
+    assert m.stats.n_samples("2") == 16 and m.stats.n_samples("5") == 16
 
 
 def test_scan_batches_read_nothing_on_the_host() -> None:
@@ -187,11 +225,12 @@ def test_monitor_cheap_and_full_paths_equal_brute_force() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 @pytest.mark.parametrize("options", [{}, {"full_every": 1}])
-def test_cuda_monitor_steps_never_sync(options: dict[str, Any]) -> None:
+@pytest.mark.parametrize("build", [_seeded_zoo, _fixed_cnn])
+def test_cuda_monitor_steps_never_sync(options: dict[str, Any], build: Callable[[], nn.Module]) -> None:
     """Under ``torch.cuda.set_sync_debug_mode("error")`` any synchronising call raises; the training step itself
     (Linear/Conv/BN/ReLU, cross-entropy on device labels, SGD) syncs nowhere, so a raise would be the monitor's."""
     device = torch.device("cuda")
-    model = _seeded_zoo().to(device)
+    model = build().to(device)
     batches = [b.to(device) for b in _batches(4)]
 
     @contextmanager
@@ -206,7 +245,7 @@ def test_cuda_monitor_steps_never_sync(options: dict[str, Any]) -> None:
 
     with monitor(model, **options) as m:
         _train(model, batches, watch)
-    assert m.stats.n_samples("act1") == 16
+    assert m.stats.n_samples(m.stats.names[0]) == 16
 
 
 def test_staged_sums_fold_bit_identically_to_one_twosum_per_site() -> None:

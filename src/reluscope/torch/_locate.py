@@ -432,6 +432,24 @@ def _position_sums(act: Tensor, acc: _SiteAcc) -> Tensor:
     return torch.mv(act.view(n * c, positions), ones).view(n, c)
 
 
+# the built-in rectifier module classes themselves (a subclass may override forward: it is not hooked)
+_EXACT_MODULES = frozenset(RECTIFIER_MODULES)
+
+
+class _MonitorLike:
+    """Marker base of reluscope objects whose forward hooks only run a recorder (see ``_monitor.Monitor``)."""
+
+
+def _module_rectifies(m: nn.Module) -> bool:
+    """Whether a rectifier-module instance computes a rectifier with its configuration (Hardtanh: min 0;
+    Threshold: threshold 0 and value 0); the other classes always do."""
+    if isinstance(m, nn.Hardtanh):
+        return bool(m.min_val == 0)
+    if isinstance(m, nn.Threshold):
+        return bool(m.threshold == 0 and m.value == 0)
+    return True
+
+
 # Custom rectifiers ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Custom:
@@ -854,6 +872,17 @@ class _Recorder(TorchFunctionMode):
                 self._hooks.append(m.register_forward_hook(self._custom_post, always_call=True))
         self._pending_custom: list[tuple[_SiteAcc | None, _Pending | None]] = []
         self._staged: list[tuple[_SiteAcc, Tensor, Tensor]] = []  # (site, batch maxima, sums) until flush()
+        # hooked passes (see start): the sites of the last learning pass, recorded by hooks on their modules
+        self._model: nn.Module | None = model
+        self.allow_plan = True
+        self._plan: dict[str, str] | None = None  # site name -> label, while passes may run without the mode
+        self._plan_labels: dict[int, str] = {}  # id(rectifier module) -> its sites' label
+        self._plan_hooks: list[Any] = []
+        self._fixed: bool | None = None  # fixed_structure(model), computed once
+        self._hooking = False
+        self._hook_stack: list[tuple[_SiteAcc, str, _Pending] | None] = []
+        self._pass_names: set[str] = set()  # sites recorded in the current pass
+        self.hooked_passes = 0  # passes recorded by hooks alone (for tests and benchmarks)
 
     def __enter__(self) -> _Recorder:
         self._on = True
@@ -867,6 +896,7 @@ class _Recorder(TorchFunctionMode):
     def begin_pass(self, *, full: bool) -> None:
         self.flush()
         self._calls.clear()
+        self._pass_names.clear()
         self.full = full
 
     def forget_model(self) -> None:
@@ -875,6 +905,126 @@ class _Recorder(TorchFunctionMode):
         for h in self._hooks:
             h.remove()
         self._hooks = []
+        self._drop_plan()
+        self._model = None
+
+    # passes: the mode, or hooks alone once the sites are known and cannot change
+    def start(self, *, full: bool) -> None:
+        """Begin one recorded forward pass.
+
+        The first pass (and any pass while no plan holds) runs under the TorchFunctionMode, which sees every torch
+        call. When that pass shows that every site is a rectifier module and :func:`fixed_structure` proves that
+        no later pass can run another site, later passes are recorded by forward hooks on those modules alone: the
+        same reductions on the same tensors (the module's input before it runs, its output after), without a
+        Python call for every other torch function of the forward.
+        """
+        self.begin_pass(full=full)
+        if self._plan is not None and self._registry != _REGISTRY[0]:
+            self._drop_plan()  # register_rectifier changed what counts
+        if self._plan is not None:
+            self._hooking = True
+            self._hook_stack.clear()
+        else:
+            self.__enter__()
+
+    def stop(self, *, learn: bool, interrupted: bool = False) -> None:
+        """End the pass begun by :meth:`start` (also after an exception; ``learn=False`` then).
+
+        ``interrupted``: the forward never returned (a BaseException skipped the hooks): the mode is popped only
+        if it is still the innermost one.
+        """
+        if self._hooking:
+            self._hooking = False
+            self.hooked_passes += 1
+            if self._plan is not None and self._pass_names != set(self._plan):
+                self._drop_plan()  # cannot happen for a fixed structure; the next pass learns again
+        elif self._on:
+            if interrupted:
+                from torch.overrides import _get_current_function_mode_stack
+
+                stack = _get_current_function_mode_stack()  # type: ignore[no-untyped-call]
+                if stack and stack[-1] is self:
+                    self.__exit__(None, None, None)
+                self._on = False
+            else:
+                self.__exit__(None, None, None)
+            if learn and self.allow_plan and self._plan is None:
+                self._make_plan()
+        self.flush()
+
+    def _make_plan(self) -> None:
+        """Allow hooked passes when the pass just ended shows the sites, all of them rectifier modules."""
+        model = self._model
+        if model is None or _CUSTOM_FUNCTIONS or _CUSTOM_MODULES or set(self.accs) != self._pass_names:
+            return
+        by_path = {p: m for p, m in model.named_modules()}
+        labels: dict[int, str] = {}
+        plan: dict[str, str] = {}
+        for name in self._pass_names:
+            acc = self.accs[name]
+            module = by_path.get(acc.module)
+            if (
+                module is None
+                or not acc.module
+                or type(module) not in _EXACT_MODULES
+                or (name != acc.module and not name.startswith(acc.module + "#"))
+                or labels.get(id(module), acc.function) != acc.function
+            ):
+                return  # a functional site, a subclass with its own forward, the model itself as a site
+            labels[id(module)] = acc.function
+            plan[name] = acc.function
+        for m in model.modules():
+            if isinstance(m, RECTIFIER_MODULES) and _module_rectifies(m) and id(m) not in labels:
+                return  # a rectifier module that did not run: a later pass may run it
+        from reluscope.torch._plan import fixed_structure, has_foreign_hooks
+
+        if has_foreign_hooks(model, lambda h: isinstance(getattr(h, "__self__", None), _Recorder | _MonitorLike)):
+            return
+        if self._fixed is None:
+            self._fixed = fixed_structure(model)
+        if not self._fixed:
+            return
+        for m in model.modules():
+            if id(m) in labels:
+                self._plan_hooks.append(m.register_forward_pre_hook(self._hook_pre, with_kwargs=True))
+                self._plan_hooks.append(m.register_forward_hook(self._hook_post, always_call=True))
+        self._plan = plan
+        self._plan_labels = labels
+
+    def _drop_plan(self) -> None:
+        for h in self._plan_hooks:
+            h.remove()
+        self._plan_hooks = []
+        self._plan = None
+        self._plan_labels = {}
+
+    def _hook_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not self._hooking:
+            return
+        x = args[0] if args else kwargs.get("input")
+        if not _recordable(x):
+            self._hook_stack.append(None)
+            return
+        label = self._plan_labels[id(module)]
+        name, path, call = self._name(module, label)
+        xt = cast(Tensor, x)
+        # checks the shape like the mode path; a new name cannot happen for a fixed structure (it would be counted
+        # with the rule's axis, and the plan dropped at the end of the pass)
+        acc = self.site_acc(name, label, path, call, xt)
+        self._pass_names.add(name)
+        if not self.full:
+            self.cheap(acc, xt)
+            self._hook_stack.append(None)
+        else:
+            self._hook_stack.append((acc, label, self.reduce_pre(acc, xt, label)))
+
+    def _hook_post(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not self._hooking or not self._hook_stack:
+            return
+        entry = self._hook_stack.pop()
+        if entry is not None:
+            acc, label, pending = entry
+            self.commit(acc, label, pending, output)
 
     # naming
     def _owner(self) -> nn.Module | None:
@@ -916,6 +1066,7 @@ class _Recorder(TorchFunctionMode):
         k = self._calls.get(base, 0) + 1
         self._calls[base] = k
         name = base if k == 1 else f"{base}#{k}"
+        self._pass_names.add(name)
         xt = cast(Tensor, x)
         pre: Tensor = xt - custom.fires if custom.fires else xt
         acc = self.site_acc(name, custom.label, path, k, pre, fires=custom.fires)
@@ -977,6 +1128,7 @@ class _Recorder(TorchFunctionMode):
             return func(*args, **kwargs)
         xt = cast(Tensor, x)
         name, path, call = self._name(self._owner(), key)
+        self._pass_names.add(name)
         pre: Tensor = xt - fires if fires else xt
         acc = self.site_acc(name, label, path, call, pre, fires=fires)
         if not self.full:

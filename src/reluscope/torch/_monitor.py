@@ -9,12 +9,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import _get_current_function_mode_stack
 
 from reluscope.diagnose import ActivationStats
 from reluscope.torch._batches import check_flag
 from reluscope.torch._examples import remember_example
-from reluscope.torch._locate import Site, _Recorder, check_model, is_compiled, seen_functions, stats_from_accs
+from reluscope.torch._locate import (
+    Site,
+    _MonitorLike,
+    _Recorder,
+    check_model,
+    is_compiled,
+    seen_functions,
+    stats_from_accs,
+)
 
 __all__ = ["Monitor", "monitor"]
 
@@ -28,7 +35,7 @@ def _check_every(value: Any, name: str, *, allow_none: bool = False) -> int | No
     return int(value)
 
 
-class Monitor:
+class Monitor(_MonitorLike):
     """Records rectifier sites on the model's training forward passes; see :func:`monitor`.
 
     Attributes
@@ -65,6 +72,8 @@ class Monitor:
             unit_axis=unit_axis,
         )
         self._eager = eager
+        # a compiled model's unrecorded steps run compiled code: no hooks inside it, only the mode
+        self._rec.allow_plan = not self.compiled
         self._prior_stance: Any = None
         self.steps = 0
         self._depth = 0
@@ -87,20 +96,18 @@ class Monitor:
         full = self.full_every is not None and t % self.full_every == 0
         if not full and t % self.every:
             return
-        self._rec.begin_pass(full=full)
         if self.compiled:  # a recorded pass runs the original module eagerly (modes cannot enter compiled code)
             from torch._dynamo.eval_frame import DynamoStance, _set_stance
 
             self._prior_stance = _set_stance(DynamoStance("force_eager"))
-        self._rec.__enter__()
+        self._rec.start(full=full)
         self._active = True
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
         self._depth -= 1
         if self._depth == 0 and self._active:
             self._active = False
-            self._rec.__exit__(None, None, None)
-            self._rec.flush()
+            self._rec.stop(learn=output is not None)
             self._restore_stance()
 
     def _restore_stance(self) -> None:
@@ -166,9 +173,7 @@ class Monitor:
         self._handles = []
         # a forward interrupted by a BaseException (KeyboardInterrupt) skips the always-call hook
         if self._active:
-            stack = _get_current_function_mode_stack()  # type: ignore[no-untyped-call]
-            if stack and stack[-1] is self._rec:
-                self._rec.__exit__(None, None, None)
+            self._rec.stop(learn=False, interrupted=True)
             self._active = False
             self._restore_stance()
         self._rec.flush()

@@ -170,10 +170,14 @@ def scan_with_sites(
                     x = batch if isinstance(batch, Tensor) else (batch[0] if isinstance(batch, list | tuple) else None)
                     if isinstance(x, Tensor):
                         remember_example(model, (x,))
-                rec.begin_pass(full=True)
-                with rec:
+                rec.start(full=True)
+                done = False
+                try:
                     run(model, batch)
-                rec.flush()
+                    done = True
+                finally:
+                    # hooked batches only for the default call (a custom one may run rectifiers outside modules)
+                    rec.stop(learn=done and call is None)
                 n_batches += 1
                 n_done += batch_rows(batch)
                 if progress is not None:
