@@ -11,6 +11,14 @@ For a rectifier call the recorder reads the *input* (the pre-activation) **befor
 in-place ``relu_`` / ``nn.ReLU(inplace=True)`` / ``leaky_relu_`` / ``elu_`` cannot hide it, then reads the output
 (for |activation| sums) after. Nothing else is intercepted: every other call runs unchanged.
 
+Later passes of :func:`~reluscope.torch.scan` and :func:`~reluscope.torch.monitor` skip the mode when they can:
+if the first pass found only rectifier *modules* (``nn.ReLU``, ``nn.GELU``, ...), every rectifier module of the
+model ran, and the model's code can call no rectifier function and branches on configuration only (checked from
+its source, conservatively: anything unproven keeps the mode), the same modules' forward hooks record the same
+tensors with the same reductions, and no other torch call of the forward goes through Python. The per-site
+reductions never read a value on the host (no device sync per step); the fully counted sites' maxima and
+compensated sums are folded in once per pass.
+
 Site names
 ----------
 A *site* is one call site of a nonlinearity: the module that is executing when it is called (the innermost
