@@ -9,7 +9,7 @@ Workloads (random init, seeded; issue 16):
   step at batch 256;
 - ``cnn``: the small CNN (conv-BN-ReLU x2 + max-pool + Linear on 3x32x32), batch 32; also scanned with
   ``per_position=True``;
-- ``mobilenet_v2`` and ``resnet18`` (torchvision, 1000 classes) on 3x64x64, batch 32;
+- ``mobilenet_v2`` and ``resnet18`` (torchvision, 1000 classes) on 3x64x64, batch 32 (scans of 8 batches);
 - ``transformer``: a 2-layer ``nn.TransformerEncoder`` (d 128, 4 heads, FFN 512, GELU, batch_first) on 32 x 64
   tokens. PyTorch runs its eval-mode ``no_grad`` forward through a fused C++ kernel ("fast path") in which the GELU
   cannot be seen from Python; any ``TorchFunctionMode`` (ours included) turns that path off, so the scan is
@@ -119,9 +119,9 @@ def workloads() -> list[Workload]:
     return [
         Workload("mlp", lambda: mlp([1024, 784, 1024, 10]), (1024,), 512, 16, 256),
         Workload("cnn", cnn, (3, 32, 32), 32, 16, 32, per_position=True),
-        Workload("mobilenet_v2", lambda: tv.models.mobilenet_v2(), (3, 64, 64), 32, 2, 32, classes=1000),
-        Workload("resnet18", lambda: tv.models.resnet18(), (3, 64, 64), 32, 2, 32, classes=1000),
-        Workload("transformer", transformer, (64, 128), 32, 4, 32, classes=0, slow_path_baseline=True),
+        Workload("mobilenet_v2", lambda: tv.models.mobilenet_v2(), (3, 64, 64), 32, 8, 32, classes=1000),
+        Workload("resnet18", lambda: tv.models.resnet18(), (3, 64, 64), 32, 8, 32, classes=1000),
+        Workload("transformer", transformer, (64, 128), 32, 8, 32, classes=0, slow_path_baseline=True),
     ]
 
 
