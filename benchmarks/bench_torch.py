@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"--only: unknown {sorted(unknown)}; choose from {sorted(all_sections)} and {sorted(names)}")
         return 2
-    sections = (tokens & all_sections) or all_sections
+    sections = (tokens & all_sections) or ({"scan", "monitor"} if tokens & names else all_sections)
     chosen = [w for w in all_workloads if not (tokens & names) or w.name in tokens]
     machine = {
         "torch": torch.__version__,
