@@ -262,6 +262,12 @@ def test_cli_json_gate_and_errors(user_module: Path, weights: Path) -> None:
     assert bad.stderr.strip().count("\n") == 0 and "weights file not found: nope.pt" in bad.stderr
     shape = runner.invoke(app, ["diagnose", "--data", "digits", "--torch-model", f"{MODULE}:make"])
     assert shape.exit_code == 2 and "--input-shape" in shape.stderr and "Traceback" not in shape.output
+    for junk in (b"junk", b"PK\x03\x04 not a zip", b"\x80\x02}q\x00."):  # short, foreign, an empty pickle
+        path = Path(user_module).parent / "junk.pt"
+        path.write_bytes(junk)
+        res = runner.invoke(app, ["diagnose", "--torch-model", f"{MODULE}:make", "--weights", str(path)])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert len(res.stderr.strip().splitlines()) == 1 and "\x1b[" not in res.stderr
 
 
 def test_model_and_torch_model_are_exclusive(user_module: Path, tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +38,18 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
 def _load_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        struct.error,
+        zipfile.BadZipFile,
+    ) as exc:
+        # torch's message may carry terminal colour codes; a truncated or foreign file fails inside its unpickler
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise ValueError(
             f"{path} is not a state_dict loadable with torch.load(weights_only=True) ({first}); save the "
             "weights with torch.save(model.state_dict(), path) or safetensors, or pass a TorchScript file to "
