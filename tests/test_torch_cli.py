@@ -67,6 +67,14 @@ def not_a_model():
     return 42
 
 
+def needs_width(width):
+    return CNN(width=width)
+
+
+def make_broken_inside():
+    return CNN(width="four")  # a TypeError raised inside a factory that takes no arguments
+
+
 def loader():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 1, 8, 8, generator=g)
@@ -262,6 +270,10 @@ def test_cli_json_gate_and_errors(user_module: Path, weights: Path) -> None:
     assert bad.stderr.strip().count("\n") == 0 and "weights file not found: nope.pt" in bad.stderr
     shape = runner.invoke(app, ["diagnose", "--data", "digits", "--torch-model", f"{MODULE}:make"])
     assert shape.exit_code == 2 and "--input-shape" in shape.stderr and "Traceback" not in shape.output
+    needs = runner.invoke(app, ["diagnose", "--data", "digits", "--torch-model", f"{MODULE}:needs_width"])
+    assert needs.exit_code == 2 and "calls the factory with no arguments, but it needs some" in needs.stderr
+    inside = runner.invoke(app, ["diagnose", "--data", "digits", "--torch-model", f"{MODULE}:make_broken_inside"])
+    assert inside.exit_code == 2 and "the factory raised TypeError" in inside.stderr
     for junk in (b"junk", b"PK\x03\x04 not a zip", b"\x80\x02}q\x00."):  # short, foreign, an empty pickle
         path = Path(user_module).parent / "junk.pt"
         path.write_bytes(junk)

@@ -109,6 +109,19 @@ def _user_error(where: str, exc: BaseException) -> ValueError:
     return err
 
 
+def _takes_no_arguments(fn: Any) -> bool:
+    """Whether ``fn()`` binds (True when its signature can't be read: then the TypeError came from inside)."""
+    import inspect
+
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin)
+        return True
+    return True
+
+
 def _import_attr(spec: str, option: str) -> Any:
     """Resolve ``pkg.module:attr`` / ``file.py:attr`` to the object."""
     match = _IMPORT_STRING.match(spec)
@@ -216,6 +229,14 @@ def load_torch_model(spec: str, weights: Path | None = None) -> nn.Module:
     elif callable(factory):
         try:
             model = factory()
+        except TypeError as exc:  # called with no arguments: the usual cause is a factory that needs some
+            if not _takes_no_arguments(factory):
+                raise ValueError(
+                    f"--torch-model {spec}: reluscope calls the factory with no arguments, but it needs some "
+                    f"({exc}); add a function that passes them, e.g. def make(): return Net(width=64), and "
+                    "point --torch-model at it"
+                ) from exc
+            raise _user_error(f"--torch-model {spec}: the factory", exc) from exc
         except Exception as exc:  # the user's factory
             raise _user_error(f"--torch-model {spec}: the factory", exc) from exc
         if not isinstance(model, nn.Module):
