@@ -804,3 +804,32 @@ def test_interrupted_continual_counts_only_its_own_cells(tmp_path: Path, monkeyp
     res = run("continual", "--out", out)
     assert res.exit_code == 143
     assert "terminated (SIGTERM): 0 finished cells of this benchmark are kept" in res.stderr
+
+
+def test_sigterm_during_train_says_nothing_was_written_and_leaves_no_empty_directory(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    code = "from reluscope.cli import main; main()"
+    args = ["train", "--epochs", "1000000", "--out", str(out)]  # far longer than the test waits
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            for _ in range(600):  # the directory is created (checked writable) before training starts
+                if out.exists() or proc.poll() is not None:
+                    break
+                subprocess.run(["sleep", "0.1"], check=True)
+            assert out.exists(), proc.stderr.read() if proc.stderr else ""
+            os.kill(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=120) == 143
+            err = proc.stderr.read() if proc.stderr else ""
+            assert f"terminated (SIGTERM): training stopped before its last epoch; nothing was written to {out}" in err
+            assert "Traceback" not in err
+            assert not out.exists()  # created by this command and still empty: removed
+        finally:
+            if proc.poll() is None:  # pragma: no cover - only when an assertion above failed
+                proc.kill()
+                proc.wait(timeout=30)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -26,11 +26,14 @@ from reluscope.cli._common import (
     SeedOpt,
     SlopeOpt,
     StandardizeOpt,
+    Terminated,
     config_options,
     console,
     echo_json,
     friendly_errors,
+    interrupt_exit_code,
     invoked_command,
+    sigterm_as_interrupt,
 )
 
 if TYPE_CHECKING:
@@ -115,13 +118,18 @@ def train(
     from reluscope.runs import prepare_data, run
 
     config = _run_config(dict(locals()))
-    if out is not None:  # fail now, naming the directory, not after training
-        check_writable(out)
-    prepared = prepare_data(config)
+    created = out is not None and not out.exists()
     out_console = console(quiet=quiet or as_json)
-    progress = EpochProgress(epochs, console=out_console, description=f"training on {prepared.name}")
-    with progress:
-        result = run(config, [progress], data=prepared, command=invoked_command())
+    try:
+        with sigterm_as_interrupt():  # from before --out exists: a stop always takes the clean path below
+            if out is not None:  # fail now, naming the directory, not after training
+                check_writable(out)
+            prepared = prepare_data(config)
+            progress = EpochProgress(epochs, console=out_console, description=f"training on {prepared.name}")
+            with progress:
+                result = run(config, [progress], data=prepared, command=invoked_command())
+    except KeyboardInterrupt as stop:
+        _interrupted(stop, out, created)
     if out is not None:
         _save(out, result)
     err_console = console(stderr=True, quiet=quiet)
@@ -156,6 +164,20 @@ def _run_config(opts: dict[str, Any]) -> RunConfig:
         track_every=opts["track_dead"],
         death_spike=opts["death_spike"],
     )
+
+
+def _interrupted(exc: KeyboardInterrupt, out: Path | None, created: bool) -> NoReturn:
+    """Ctrl-C or SIGTERM during training: say so, write nothing (a run directory is written whole or not at all),
+    and remove the --out directory if this command created it and it is still empty."""
+    import contextlib
+
+    if created and out is not None:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only removes an empty directory
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    where = f"; nothing was written to {out}" if out is not None else ""
+    console(stderr=True).print(f"{what}: training stopped before its last epoch{where}", soft_wrap=True)
+    raise typer.Exit(interrupt_exit_code(exc)) from None
 
 
 def _save(out: Path, result: RunResult) -> None:
