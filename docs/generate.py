@@ -601,6 +601,54 @@ def part_torch_redo(args: argparse.Namespace) -> Regions:
     return {"torch-redo-setup": prose(setup), "torch-redo-table": "\n".join(lines)}
 
 
+def part_continual(args: argparse.Namespace) -> Regions:
+    """docs/continual.md: `reluscope continual` with its defaults (resumable, in runs/continual-docs), its five
+    figures and a table of the first, middle and last task blocks with 95% intervals."""
+    from reluscope.continual import ContinualConfig, run_continual
+    from reluscope.report.continual import write_continual_images
+
+    out = ROOT / "runs" / "continual-docs"  # resumable: an interrupted generator loses only the cells in flight
+    t0 = time.perf_counter()
+    result = run_continual(
+        ContinualConfig(),
+        out,
+        jobs=args.jobs,
+        progress=lambda cell, done, total: progress(f"  continual: {done}/{total} {cell.method} seed {cell.seed}"),
+        command=f"reluscope continual --jobs {args.jobs} --out runs/continual-docs",
+    )
+    seconds = time.perf_counter() - t0
+    write_continual_images(out, IMAGES)
+    rows = [r for r in result.summary if r["first_task"] in _first_middle_last(result.summary)]
+    lines = [
+        "| method | tasks | accuracy on the new task | dead units | τ-dormant units | effective rank |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['tasks']} | {_block_ci(r, 'online_accuracy')}% | {_block_ci(r, 'dead_fraction')}% | "
+            f"{_block_ci(r, 'dormant_fraction')}% | {_block_ci(r, 'effective_rank', 1.0)} |"
+        )
+    n_seeds = max(r["n_seeds"] for r in rows)
+    caption = (
+        f"Mean over {n_seeds} seeds of each seed's average over the block, with its 95% Student-t interval "
+        f"(`reluscope continual --jobs {args.jobs}`, {seconds:.0f} s for the cells trained in this run, on the "
+        "machine named below; finished cells are reused)."
+    )
+    return {"continual-table": "\n".join(lines) + "\n\n" + prose(caption)}
+
+
+def _block_ci(row: dict[str, Any], metric: str, scale: float = 100.0) -> str:
+    """'65.8 [64.6, 66.9]': a summary row's mean and 95% interval of ``metric``, times ``scale``."""
+    if row[metric] is None:
+        return "-"
+    return f"{row[metric] * scale:.1f} [{row[metric + '_lo'] * scale:.1f}, {row[metric + '_hi'] * scale:.1f}]"
+
+
+def _first_middle_last(summary: Sequence[dict[str, Any]]) -> set[int]:
+    firsts = sorted({int(r["first_task"]) for r in summary})
+    return {firsts[0], firsts[len(firsts) // 2], firsts[-1]}
+
+
 PARTS: dict[str, tuple[Callable[[argparse.Namespace], Regions], tuple[str, ...]]] = {
     "machine": (part_machine, ("machine",)),
     "train": (part_train, ("train-output",)),
@@ -611,6 +659,7 @@ PARTS: dict[str, tuple[Callable[[argparse.Namespace], Regions], tuple[str, ...]]
     "lrcheck": (part_lrcheck, ("lr-check",)),
     "torch": (part_torch, ("torch-costs",)),
     "torch-redo": (part_torch_redo, ("torch-redo-setup", "torch-redo-table")),
+    "continual": (part_continual, ("continual-table",)),
 }
 """part name -> (producer, the region names it writes). tests/test_docs.py checks every region has a producer."""
 
