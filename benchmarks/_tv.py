@@ -1,5 +1,5 @@
-"""torchvision for the benchmarks (the same workaround as ``tests/conftest.py::import_torchvision``, kept apart so
-that the benchmarks need neither pytest nor the tests folder)."""
+"""torchvision for the benchmarks and the tests (``tests/conftest.py`` re-exports :func:`import_torchvision`); kept
+here so that the benchmarks need neither pytest nor the tests folder."""
 
 from __future__ import annotations
 
