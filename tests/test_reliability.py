@@ -833,3 +833,231 @@ def test_sigterm_during_train_says_nothing_was_written_and_leaves_no_empty_direc
             if proc.poll() is None:  # pragma: no cover - only when an assertion above failed
                 proc.kill()
                 proc.wait(timeout=30)
+
+
+# == issue 29 (reliability round 3), the kinds outside torch/ and diagnose/ ======================================
+_CLI = "from reluscope.cli import main; main()"
+
+_EXITING_USER_CODE = """
+import sys
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, exits=False):
+        super().__init__()
+        self.lin, self.exits = nn.Linear(2, 3), exits
+    def forward(self, x):
+        print("forward says hello")
+        if self.exits:
+            sys.exit(0)
+        return torch.relu(self.lin(x))
+
+def good():
+    print("factory says hello")
+    return Net()
+
+def exits_in_factory():
+    sys.exit(0)
+
+def exits_in_forward():
+    return Net(exits=True)
+
+def batches():
+    print("loader says hello")
+    return [torch.ones(4, 2), -torch.ones(4, 2)]
+
+def exits_in_loader():
+    raise SystemExit(0)
+
+def exits_in_batches():
+    yield torch.ones(4, 2)
+    sys.exit(0)
+"""
+
+
+@pytest.fixture
+def exiting_user_code(tmp_path: Path) -> Path:
+    pytest.importorskip("torch")
+    (tmp_path / "exits_at_import.py").write_text("import sys\nsys.exit(0)\ndef make():\n    pass\n")
+    path = tmp_path / "user_exits.py"
+    path.write_text(_EXITING_USER_CODE)
+    return path
+
+
+# -- kind 2: sys.exit() in user code is never a silent pass ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("model", "data", "where"),
+    [
+        ("user_exits.py:exits_in_factory", "user_exits.py:batches", "user_exits.py:21 (in exits_in_factory)"),
+        ("user_exits.py:exits_in_forward", "user_exits.py:batches", "user_exits.py:13 (in forward)"),
+        ("exits_at_import.py:make", "user_exits.py:batches", "exits_at_import.py:2 (in <module>)"),
+        ("user_exits.py:good", "user_exits.py:exits_in_loader", "user_exits.py:31 (in exits_in_loader)"),
+        ("user_exits.py:good", "user_exits.py:exits_in_batches", "user_exits.py:35 (in exits_in_batches)"),
+    ],
+)
+def test_sys_exit_in_user_code_is_an_error_naming_it(
+    exiting_user_code: Path, model: str, data: str, where: str
+) -> None:
+    d = exiting_user_code.parent
+    args = ["diagnose", "--torch-model", d / model, "--data", d / data, "--max-dead", "0", "--json"]
+    res = run(*args)
+    assert res.exit_code == 2, res.output  # not the 0 the user code asked for
+    assert res.stdout == "" and "Traceback" not in res.stderr
+    said, err = res.stderr.strip().splitlines()[:-1], res.stderr.strip().splitlines()[-1]
+    assert all("says hello" in line for line in said) and err.startswith("error: ")  # the user's prints, then one line
+    assert f"user code at {d / where}" in err and "called sys.exit(0)" in err and "--debug" in err, err
+    res = run("--debug", *args)  # the traceback, and still exit 2: --debug never turns the gate into a pass
+    assert res.exit_code == 2 and "Traceback" in res.stderr and "sys.exit(0)" in res.stderr
+
+
+def test_every_command_guards_user_code() -> None:
+    """The guard is friendly_errors itself, so every command has it: a SystemExit from anything a command calls."""
+    from reluscope.cli import _common
+
+    guarded = _common.friendly_errors(lambda: None).__code__
+    assert len(app.registered_commands) >= 8
+    for command in app.registered_commands:
+        assert command.callback is not None and command.callback.__code__ is guarded, command.name
+
+
+# -- kind 13: with --json, stdout is exactly the JSON ---------------------------------------------------------------
+def test_json_stdout_holds_only_the_json_when_user_code_prints(exiting_user_code: Path) -> None:
+    import json
+
+    d = exiting_user_code.parent
+    res = run("diagnose", "--torch-model", d / "user_exits.py:good", "--data", d / "user_exits.py:batches", "--json")
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)  # nothing but the JSON
+    assert record["n_samples"] == 8
+    for said in ("factory says hello", "loader says hello", "forward says hello"):
+        assert said in res.stderr and said not in res.stdout
+    # without --json the user's prints stay where they were
+    res = run("diagnose", "--torch-model", d / "user_exits.py:good", "--data", d / "user_exits.py:batches")
+    assert res.exit_code == 0 and "factory says hello" in res.stdout
+
+
+def test_json_only_stdout_restores_stdout() -> None:
+    import contextlib
+    import sys
+
+    from reluscope.cli._common import echo_json, json_only_stdout
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with json_only_stdout(True):
+            print("chatter")
+            echo_json({"a": 1})
+        assert sys.stdout is out
+    assert out.getvalue() == '{"a": 1}\n' and err.getvalue() == "chatter\n"
+
+
+# -- kind 20: a closed stdout is a quiet exit 141 ------------------------------------------------------------------
+def _with_stdout_closed(args: list[str]) -> tuple[int, str]:
+    """Run the CLI with stdout a pipe whose reader left before it started (``| true``): (exit code, stderr)."""
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    with subprocess.Popen([sys.executable, "-c", _CLI, *args], stdout=w, stderr=subprocess.PIPE, text=True) as proc:
+        os.close(w)
+        _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["explain", "--format", "json"],  # typer.echo
+        ["explain"],  # rich's console
+        ["train", "--epochs", "2", "--hidden", "4", "--json"],
+    ],
+)
+def test_a_closed_stdout_is_a_quiet_exit_141(args: list[str]) -> None:
+    from reluscope.cli import EXIT_BROKEN_PIPE
+
+    assert _with_stdout_closed(args) == (EXIT_BROKEN_PIPE, "")
+
+
+class _ReaderLeavesAfter(io.StringIO):
+    """A stdout whose reader takes ``n`` characters and leaves (``| head -c n``): later writes are a broken pipe."""
+
+    def __init__(self, n: int, devnull: int) -> None:
+        super().__init__()
+        self.n, self.devnull = n, devnull
+
+    def fileno(self) -> int:
+        return self.devnull
+
+    def write(self, s: str) -> int:
+        if self.tell() + len(s) > self.n:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(s)
+
+
+@pytest.mark.parametrize("args", [["explain", "--format", "json"], ["explain"], ["explain", "--format", "markdown"]])
+def test_a_reader_that_leaves_early_is_the_same_quiet_exit(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from reluscope.cli import EXIT_BROKEN_PIPE
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    monkeypatch.setattr(sys, "stdout", _ReaderLeavesAfter(10, devnull))
+    try:
+        with pytest.raises(SystemExit) as exc:
+            app(args)
+    finally:
+        os.close(devnull)
+    assert exc.value.code == EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""
+
+
+# -- kind 7: an empty output path is refused, never read as the current directory ---------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--epochs", "1", "--out", ""],
+        ["train", "--epochs", "1", "--out", "   "],
+        ["train", "--epochs", "1", "--out="],
+        ["sweep", "--epochs", "1", "--out", ""],
+        ["born-dead", "--out", ""],
+        ["continual", "--out", ""],
+        ["explain", "--format", "json", "-o", ""],
+        ["diagnose", "model.npz", "--prune-out", " "],
+    ],
+)
+def test_an_empty_output_path_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.json").write_text("mine")
+    line = one_line_error(run(*args))
+    assert "is empty" in line and "pass the path to write to" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"] and (tmp_path / "run.json").read_text() == "mine"
+
+
+def test_every_output_option_is_covered() -> None:
+    """Every option named --out, --prune-out or --out-... of every command goes through the one check."""
+    import typer.main
+
+    from reluscope.cli import refuse_empty_output_paths
+
+    group = typer.main.get_command(app)
+    found = 0
+    for command in group.commands.values():  # type: ignore[attr-defined]
+        for param in command.params:
+            for opt in param.opts:
+                if opt == "--out" or opt.endswith("-out") or opt.startswith("--out-"):
+                    found += 1
+                    with pytest.raises(Exception, match="is empty"):
+                        refuse_empty_output_paths(command, [opt, ""])
+    assert found >= 6
+
+
+def test_the_library_refuses_an_empty_directory_too() -> None:
+    from reluscope.io import check_writable
+
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="--out is empty"):
+            check_writable(empty)

@@ -22,6 +22,7 @@ from reluscope.nn.model import MLP
 __all__ = [
     "LOCK_FILE",
     "atomic_write",
+    "check_path_given",
     "check_writable",
     "directory_lock",
     "json_writer",
@@ -130,11 +131,23 @@ def write_together(directory: str | os.PathLike[str], files: dict[str, Callable[
         raise
 
 
+def check_path_given(path: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse an empty or blank output path (a ValueError naming ``option``): ``Path("")`` is the current directory,
+    and writing there would replace what is in it."""
+    if not str(os.fspath(path)).strip():
+        raise ValueError(
+            f"{option} is empty ({os.fspath(path)!r}); pass the path to write to, e.g. {option} runs/exp1 (an empty "
+            f"path would mean the current directory: write {option} . if that is what you want)"
+        )
+
+
 def check_writable(directory: str | os.PathLike[str], *, option: str = "--out") -> Path:
     """Create ``directory`` if needed and prove a file can be written there, before any work is done.
 
-    Raises ValueError naming the directory and ``option`` when it is a file, cannot be created or is read-only.
+    Raises ValueError naming the directory and ``option`` when it is empty (``""`` would be the current
+    directory), a file, a dangling symbolic link, cannot be created or is read-only.
     """
+    check_path_given(directory, option)
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"{option} must be a directory, got the file {directory}; choose another path")

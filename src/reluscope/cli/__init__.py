@@ -3,10 +3,16 @@
 Each command lives in its own module (``train.py``, ``explain.py``, ...), imports the library lazily inside its body,
 and turns library errors into one red line with exit code 2 (see ``_common.friendly_errors``). Usage errors that
 click catches itself (an unknown option, a value out of range) are shortened to one line the same way.
+
+Exit codes: 0 success, 1 a finding (a failed gate, a diverged run), 2 bad input (one red line), 130/143 Ctrl-C /
+SIGTERM, and 141 (128 + SIGPIPE, as ``cat`` or ``grep`` under a shell) when stdout was closed before everything was
+written (``reluscope ... | head -c 10``, ``| true``): nothing is printed then, and the exit is never 0, since the
+output did not reach its reader. An output written whole into the pipe before the reader left is a success.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +36,59 @@ from reluscope.cli import sweep as _sweep
 from reluscope.cli import train as _train
 from reluscope.cli._common import EXIT_BAD_INPUT, fail
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "app", "main"]
+
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for ``cat`` or ``grep`` whose reader closed the pipe."""
+
+
+def _quiet_broken_pipe() -> int:
+    """stdout's reader went away: point fd 1 at /dev/null (so the interpreter's final flush cannot complain on
+    stderr either, as the Python docs advise for SIGPIPE) and return the exit code, printing nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (under tests): nothing to silence
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _is_output_option(arg: str) -> bool:
+    """``--out``, ``--prune-out``, ``--out-...``: an option naming where to write."""
+    return arg == "--out" or arg.endswith("-out") or arg.startswith("--out-")
+
+
+def refuse_empty_output_paths(command: Any, args: Sequence[str]) -> None:
+    """An output option of ``command`` (a click command) given an empty or blank value (``--out ""``) is a
+    UsageError, before anything runs.
+
+    Click hands ``""`` to the command as ``Path("")``, which is ``Path(".")``: the command would write into the
+    current directory, replacing what is there. This one check covers every command's output options (``--out``,
+    ``--prune-out``, ``--out-...`` and their short aliases such as ``-o``).
+    """
+    names: dict[str, str] = {}
+    for param in getattr(command, "params", []):
+        opts = list(getattr(param, "opts", [])) + list(getattr(param, "secondary_opts", []))
+        long = next((o for o in opts if o.startswith("--") and _is_output_option(o)), None)
+        if long is not None:
+            names.update({o: long for o in opts})
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in names:
+            continue
+        if not eq:
+            if i + 1 >= len(args):
+                continue  # click says the value is missing
+            value = args[i + 1]
+        if not value.strip():
+            option = names[name]
+            raise _cx.UsageError(
+                f"{option} is empty ({value!r}); pass the path to write to, e.g. {option} runs/exp1 (an empty "
+                f"path would mean the current directory: write {option} . if that is what you want)"
+            )
 
 
 class _OneLineErrors(TyperGroup):
@@ -54,6 +112,13 @@ class _OneLineErrors(TyperGroup):
             return run(False)
         try:
             rv = run(False)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        except BrokenPipeError:
+            sys.exit(_quiet_broken_pipe())
+        except SystemExit as exc:  # rich's console exits 1 on a broken pipe: the same quiet exit as ours
+            if isinstance(exc.__context__, BrokenPipeError):
+                sys.exit(_quiet_broken_pipe())
+            raise
         except _cx.NoArgsIsHelpError as exc:
             exc.show()
             sys.exit(exc.exit_code)
@@ -68,6 +133,11 @@ class _OneLineErrors(TyperGroup):
             typer.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        refuse_empty_output_paths(command, rest)
+        return name, command, rest
 
 
 app = typer.Typer(

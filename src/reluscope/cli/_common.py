@@ -10,11 +10,12 @@ import contextlib
 import errno
 import functools
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -76,7 +77,61 @@ def echo_json(obj: Any) -> None:
     clean, replaced = strict_json(obj)
     if replaced and isinstance(clean, dict):
         clean["non_finite"] = {"paths": replaced, "reason": "not a finite number, which JSON cannot hold: null"}
-    typer.echo(json.dumps(clean, allow_nan=False))
+    typer.echo(json.dumps(clean, allow_nan=False), file=_json_stdout)
+
+
+_json_stdout: IO[str] | None = None  # the real stdout while a --json command runs (see json_only_stdout)
+
+
+@contextlib.contextmanager
+def json_only_stdout(on: bool) -> Iterator[None]:
+    """With ``--json``, stdout carries the JSON and nothing else: while the command runs, whatever else writes to
+    ``sys.stdout`` (a ``print`` in the user's ``forward()``, factory or loader, a library's banner) goes to
+    stderr, and :func:`echo_json` writes to the real stdout. Output written to file descriptor 1 directly (by C
+    code) is not redirected."""
+    global _json_stdout
+    if not on or _json_stdout is not None:
+        yield
+        return
+    _json_stdout = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _json_stdout = None
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def _frame_of_user_code(tb: Any) -> str | None:
+    """``file:line (in function)`` of the innermost frame of ``tb`` that is not reluscope's (preferring one outside
+    the standard library and installed packages: the user's own file), or None."""
+    import sysconfig
+
+    libs = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    frames = []
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code, tb.tb_lineno))
+        tb = tb.tb_next
+    foreign = [(c, n) for c, n in frames if not Path(c.co_filename).resolve().is_relative_to(_PACKAGE_DIR)]
+    own = [(c, n) for c, n in foreign if not any(Path(c.co_filename).resolve().is_relative_to(lib) for lib in libs)]
+    if not (own or foreign):
+        return None
+    code, line = (own or foreign)[-1]
+    return f"{code.co_filename}:{line} (in {code.co_name})"
+
+
+def user_exit_message(exc: SystemExit) -> str:
+    """The one line for a SystemExit raised inside a command: reluscope never exits that way itself (its commands
+    raise typer.Exit), so it came from code reluscope was running for the user (a ``--torch-model`` factory, a
+    module it imported, a ``--data`` loader, a ``forward``). Its exit code is not the command's result."""
+    where = _frame_of_user_code(exc.__traceback__)
+    return (
+        f"user code {'at ' + where + ' ' if where else ''}called sys.exit({exc.code!r}) while reluscope was running "
+        "it, so the command has no result (its exit code is not reluscope's verdict); remove that call (keep it "
+        "under `if __name__ == '__main__':`), or run `reluscope --debug ...` to see the traceback"
+    )
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -133,6 +188,12 @@ def friendly_errors(fn: F) -> F:
     """Turn the library's ValueError/TypeError/OSError, and a missing optional extra (an ImportError naming
     ``pip install 'reluscope[...]'``), into one red line and exit code 2 (never a traceback).
 
+    User code run by the command (a factory, a loader, a ``forward``) is guarded the same way everywhere: a
+    ``sys.exit()`` inside it is exit 2 with a line naming the file and line that called it (a CI gate never passes
+    because a model's module exited 0), and with ``--json`` (the ``as_json`` parameter) whatever it prints goes to
+    stderr, so stdout is exactly the JSON (:func:`json_only_stdout`). A closed stdout (BrokenPipeError) is left to
+    :func:`reluscope.cli.main`'s quiet exit.
+
     ``reluscope.train.DivergenceError`` exits 1: the input was fine, the training run was not. A KeyError is a bug
     in reluscope unless it carries a sentence of our own (a lookup of a name the user chose, e.g. an unknown site):
     a bare KeyError is not caught, so its traceback reaches the bug report. Readers of user files turn a missing
@@ -159,10 +220,30 @@ def friendly_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def errors(*args: Any, **kwargs: Any) -> Any:
+        with json_only_stdout(bool(kwargs.get("as_json"))):
+            return guarded(*args, **kwargs)
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
         from reluscope.train import DivergenceError
 
         try:
             return wrapper(*args, **kwargs)
+        except SystemExit as exc:  # never reluscope's own (its commands raise typer.Exit): the user's code
+            if isinstance(exc.__context__, BrokenPipeError):  # rich's console on a closed stdout
+                raise exc.__context__ from None
+            if debugging():  # the traceback, then the same refusal: --debug never turns a gate into a pass
+                import traceback
+
+                traceback.print_exception(exc, file=sys.stderr)
+            raise fail(user_exit_message(exc)) from None
+        except BrokenPipeError:
+            raise  # stdout's reader went away: the quiet exit of reluscope.cli.main
+        except OSError as exc:
+            if isinstance(exc.__context__, BrokenPipeError):  # failed while handling a closed stdout
+                raise exc.__context__ from None
+            if debugging():
+                raise
+            raise fail(os_error_message(exc)) from None
         except DivergenceError as exc:
             if debugging():
                 raise
@@ -171,13 +252,11 @@ def friendly_errors(fn: F) -> F:
             if "pip install 'reluscope[" not in str(exc):
                 raise
             raise fail(str(exc)) from None
-        except (ValueError, TypeError, OSError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             arg = exc.args[0] if exc.args else ""
             if debugging() or (isinstance(exc, KeyError) and not (isinstance(arg, str) and " " in arg)):
                 raise  # a bare KeyError is a bug: its traceback is what a bug report needs
             msg = arg if isinstance(exc, KeyError) else str(exc)
-            if isinstance(exc, OSError):
-                msg = os_error_message(exc)
             raise fail(msg) from None
 
     return errors  # type: ignore[return-value]
