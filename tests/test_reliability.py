@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -1061,3 +1062,51 @@ def test_the_library_refuses_an_empty_directory_too() -> None:
     for empty in ("", "  "):
         with pytest.raises(ValueError, match="--out is empty"):
             check_writable(empty)
+
+
+# -- kind 14: an .npz member's claimed shape is checked before anything is allocated ---------------------------------
+def _forged_npz(path: Path, member: str, shape: tuple[int, ...], good: dict[str, np.ndarray]) -> Path:
+    """An .npz whose ``member``.npy has a header claiming ``shape`` (float64) followed by 16 bytes of data."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{member}.npy", header.getvalue() + b"\0" * 16)
+        for name, a in good.items():
+            z.writestr(f"{name}.npy", _npy(a))
+    return path
+
+
+def test_a_header_claiming_30_gb_is_refused_by_every_reader(tmp_path: Path, model_file: Path) -> None:
+    from reluscope.data import load_npz
+    from reluscope.io import load_model
+
+    shape = (100_000, 40_000)  # 32 GB of float64 in a file of about 1 KB
+    data = _forged_npz(tmp_path / "d.npz", "X", shape, {"y": np.array([0, 1, 0, 1])})
+    assert data.stat().st_size < 2048
+    claimed = "array X's header claims shape (100000, 40000) of float64 (32000000000 bytes)"
+    with pytest.raises(ValueError, match=re.escape(claimed)):
+        load_npz(data)
+    for args in (["train", "--data", data, "--epochs", "1"], ["diagnose", model_file, "--data", data],
+                 ["explain", "--input", data], ["sweep", "--data", data, "--out", tmp_path / "sw"]):  # fmt: skip
+        line = one_line_error(run(*args))
+        assert claimed in line and "the file is truncated or was not written by numpy" in line, (args, line)
+    weights = _forged_npz(tmp_path / "w.npz", "W1", shape, {"b1": np.zeros(3), "W2": np.zeros((3, 2))})
+    assert "array W1's header claims" in one_line_error(run("explain", "--weights", weights))
+    with np.load(model_file, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files if k != "W1"}
+    with pytest.raises(ValueError, match="array W1's header claims shape"):
+        load_model(_forged_npz(tmp_path / "model.npz", "W1", shape, members))
+
+
+def test_a_claimed_size_beyond_memory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member that really holds its data (a zip of zeros expands ~1000x) but more than the memory limit."""
+    import reluscope._validate as v
+    from reluscope.data import load_npz
+
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, X=np.zeros((1000, 100)), y=np.zeros(1000, dtype=np.int64))
+    monkeypatch.setattr(v, "memory_limit", lambda: 100_000)
+    with pytest.raises(ValueError, match=r"array X \(shape \(1000, 100\), float64\) would need about 781 KiB, more"):
+        load_npz(path)
+    monkeypatch.undo()
+    assert load_npz(path)[0].shape == (1000, 100)  # the same file reads within the limit
