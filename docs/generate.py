@@ -381,27 +381,27 @@ def part_lr3(args: argparse.Namespace) -> Regions:
 
 def part_remedies(args: argparse.Namespace) -> Regions:
     """docs/remedies.md: no remedy vs ReDo vs leaky, ``--seeds`` seeds, paired 95% intervals."""
+    from dataclasses import replace
+
     import numpy as np
     from joblib import Parallel, delayed
 
     from reluscope.data import spiral
-    from reluscope.experiments import RemedyComparison, compare_remedies, run_remedy
+    from reluscope.experiments import COMPARISON_CONFIG, RemedyComparison, compare_remedies, run_remedy
     from reluscope.runs import REMEDIES
 
     X, y = spiral(100, 3, seed=0)
     seeds = list(range(args.seeds))
-    probe = compare_remedies(
-        X, y, remedies=["none"], seeds=[0], epochs=1
-    )  # the defaults, as compare_remedies sees them
-    cfg = dict(probe.config)
-    kw = {k: cfg[k] for k in ("hidden", "init", "init_std", "lr", "reg", "redo_every", "redo_tau", "slope")}
-    kw["epochs"] = 2000
-    kw["redo_until"] = 1000
+    probe = compare_remedies(X, y, remedies=["none"], seeds=[0], config=replace(COMPARISON_CONFIG, epochs=1))
+    cfg = dict(probe.config)  # the defaults, as compare_remedies records them
+    config = replace(COMPARISON_CONFIG, epochs=2000, redo_until=1000)
     todo = [(remedy, s) for s in seeds for remedy in REMEDIES]
     progress(f"  remedies: {len(todo)} runs ({len(seeds)} seeds x {', '.join(REMEDIES)}), {args.jobs} jobs")
     runs = []
     for i, run in enumerate(
-        Parallel(n_jobs=args.jobs, return_as="generator")(delayed(run_remedy)(r, X, y, seed=s, **kw) for r, s in todo)
+        Parallel(n_jobs=args.jobs, return_as="generator")(
+            delayed(run_remedy)(r, X, y, replace(config, seed=s)) for r, s in todo
+        )
     ):
         runs.append(run)
         if (i + 1) % 10 == 0 or i + 1 == len(todo):
@@ -424,7 +424,7 @@ def part_remedies(args: argparse.Namespace) -> Regions:
         lines.append(
             f"| {remedy} | {fmt_ci(mean_ci(values(remedy, 'train_accuracy')))} "
             f"| {fmt_ci(mean_ci(values(remedy, 'dead_fraction')))} "
-            f"| {fmt_ci(mean_ci(values(remedy, 'dead_by_gradient_fraction')))} "
+            f"| {fmt_ci(mean_ci(values(remedy, 'stuck_fraction')))} "
             f"| {'–' if rec is None else f'{rec:.1f}'} | {sum(by[(remedy, s)].diverged for s in seeds)}/{len(seeds)} |"
         )
     acc_redo, dead_redo = diff("redo", "train_accuracy"), diff("redo", "dead_fraction")

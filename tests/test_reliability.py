@@ -295,7 +295,7 @@ def test_a_callback_finding_overflowing_activations_is_a_divergence() -> None:
     class Overflowing(Callback):
         def on_epoch_end(self, state) -> None:  # type: ignore[no-untyped-def]
             if state.epoch == 3:
-                raise NonFiniteError("hidden1: act contains NaN or inf values")
+                raise NonFiniteError("hidden1: act contains NaN or inf values", site="hidden1")
 
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((30, 2)), np.arange(30) % 3

@@ -40,8 +40,17 @@ class NonFiniteError(ValueError):
 
     Raised by :meth:`reluscope.diagnose.ActivationStats.update`; during :func:`reluscope.train.fit` a callback
     raising it (a scan at the end of an epoch) means the run diverged, and ``fit`` reports it as a
-    ``DivergenceError``.
+    ``DivergenceError`` naming :attr:`site`.
+
+    Attributes
+    ----------
+    site : str or None
+        The site (layer name) whose values were not finite, None when not about one site.
     """
+
+    def __init__(self, message: str, *, site: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 _FLOAT_DTYPES: dict[str, np.dtype[np.floating[Any]]] = {

@@ -218,8 +218,8 @@ def fit(
             try:
                 getattr(cb, hook)(state)
             except NonFiniteError as exc:  # a scan of the network found its activations overflowing
-                site = str(exc).split(":", 1)[0]
-                raise diverged(epoch, state.step, f"the activations of {site} overflowed to NaN/inf") from None
+                where = f"the activations of {exc.site}" if exc.site is not None else "the activations"
+                raise diverged(epoch, state.step, f"{where} overflowed to NaN/inf") from None
 
     call("on_train_begin", 0)
     blowup_line = math.inf  # set from the first loss

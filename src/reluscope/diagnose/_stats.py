@@ -212,7 +212,8 @@ class ActivationStats:
             what = "pre" if not np.isfinite(max_pre).all() or act is None else "act"
             raise NonFiniteError(
                 f"{name}: {what} contains NaN or inf values; nothing was recorded for this batch. The network has "
-                "probably diverged (lower the learning rate) or its input holds NaN"
+                "probably diverged (lower the learning rate) or its input holds NaN",
+                site=name,
             )
         if site is None:
             site = self._sites[name] = _Site.empty(shape)
@@ -457,7 +458,7 @@ class ActivationStats:
         return site.fire_count / float(site.n_samples)
 
     def frequency(self, name: str) -> F64:
-        """(units,) float64: the :meth:`fire_rate` under its name in the DESIGN contract ("activation frequency")."""
+        """(units,) float64: the :meth:`fire_rate` (an alias kept for scripts written against its first name)."""
         return self.fire_rate(name)
 
     def position_fire_rate(self, name: str) -> F64:

@@ -54,7 +54,13 @@ from reluscope.experiments._grid import (
     load_sweep_data,
     variant,
 )
-from reluscope.experiments._remedies import RemedyComparison, RemedyRun, compare_remedies, run_remedy
+from reluscope.experiments._remedies import (
+    COMPARISON_CONFIG,
+    RemedyComparison,
+    RemedyRun,
+    compare_remedies,
+    run_remedy,
+)
 from reluscope.experiments._sweep import (
     CellProgress,
     SweepResult,
@@ -74,6 +80,7 @@ from reluscope.experiments._tables import (
 __all__ = [
     "BORN_DEAD_COLUMNS",
     "BORN_DEAD_FILE",
+    "COMPARISON_CONFIG",
     "DEFAULT_LRS",
     "SUMMARY_VALUES",
     "SWEEP_FILE",

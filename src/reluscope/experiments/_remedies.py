@@ -22,7 +22,7 @@ from reluscope.remedies import check_tau, default_redo_until, overall_dead_fract
 from reluscope.runs import REMEDIES, PreparedData, RunConfig, check_remedy, mean_std, run
 from reluscope.train import Callback
 
-__all__ = ["RemedyComparison", "RemedyRun", "compare_remedies", "run_remedy"]
+__all__ = ["COMPARISON_CONFIG", "RemedyComparison", "RemedyRun", "compare_remedies", "run_remedy"]
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,11 @@ class RemedyRun:
     train_accuracy, final_loss : float
         At the end of training (of the last finite weights if it diverged).
     dead_fraction : float
-        Fraction of all hidden units that never fired on the training set at the end ("dead by firing").
-    dead_by_gradient_fraction : float
-        Fraction of hidden units whose activation derivative is 0 on every training sample ("dead by gradient":
-        no gradient from the data reaches their incoming weights). Equals ``dead_fraction`` for ReLU, 0 for leaky.
+        Fraction of all hidden units dead at the end: fired on no sample of the training set.
+    stuck_fraction : float
+        Fraction of hidden units stuck at the end: their activation derivative is 0 on every training sample, so
+        no gradient from the data reaches their incoming weights (see the glossary). Equals ``dead_fraction`` for
+        ReLU, 0 for leaky.
     recycled : int
         Units recycled by ReDo over the run (0 for the other remedies).
     diverged : bool
@@ -53,7 +54,7 @@ class RemedyRun:
     train_accuracy: float
     final_loss: float
     dead_fraction: float
-    dead_by_gradient_fraction: float
+    stuck_fraction: float
     recycled: int
     diverged: bool
 
@@ -74,7 +75,7 @@ class RemedyComparison:
     runs : list[RemedyRun]
         One per (remedy, seed).
     summary : dict[str, dict[str, float]]
-        Per remedy: mean and sample std over seeds of train_accuracy, dead_fraction, dead_by_gradient_fraction,
+        Per remedy: mean and sample std over seeds of train_accuracy, dead_fraction, stuck_fraction,
         final_loss, plus mean recycled units and the number of diverged runs.
     """
 
@@ -87,7 +88,7 @@ class RemedyComparison:
         for remedy in dict.fromkeys(r.remedy for r in self.runs):
             runs = [r for r in self.runs if r.remedy == remedy]
             row: dict[str, float] = {"n_runs": len(runs)}
-            for key in ("train_accuracy", "dead_fraction", "dead_by_gradient_fraction", "final_loss"):
+            for key in ("train_accuracy", "dead_fraction", "stuck_fraction", "final_loss"):
                 mean, std = mean_std([getattr(r, key) for r in runs])
                 row[f"{key}_mean"] = math.nan if mean is None else mean
                 row[f"{key}_std"] = math.nan if std is None else std
@@ -101,50 +102,32 @@ class RemedyComparison:
         return {"config": self.config, "runs": [r.to_dict() for r in self.runs], "summary": self.summary}
 
 
+COMPARISON_CONFIG = RunConfig(init="normal", init_std=0.01, lr=3.0)
+"""The comparison's default run: the CS231n 2-layer net on the spiral with ``0.01 * randn`` weights, reg 1e-3,
+full-batch SGD for 2000 epochs at step size 3.0 (about half the units die without a remedy), ReDo at tau 0 every
+100 epochs for the first half. Vary it with ``dataclasses.replace(COMPARISON_CONFIG, lr=1.0, epochs=400)``."""
+
+
 def run_remedy(
     remedy: str,
     X: NDArray[Any],
     y: NDArray[np.integer[Any]],
+    config: RunConfig = COMPARISON_CONFIG,
     *,
-    seed: int = 0,
-    hidden: Sequence[int] = (100,),
-    init: str = "normal",
-    init_std: float = 0.01,
-    lr: float = 3.0,
-    reg: float = 1e-3,
-    epochs: int = 2000,
-    optimizer: str = "sgd",
-    batch_size: int | None = None,
-    redo_every: int = 100,
-    redo_tau: float = 0.0,
-    redo_until: int | None = None,
-    slope: float = 0.01,
     callbacks: Sequence[Callback] = (),
 ) -> RemedyRun:
-    """Train one network with one remedy and measure it (one cell of a comparison or a sweep).
+    """Train one network with one remedy and measure it (one cell of a comparison).
 
-    ``remedy`` is ``"none"`` (ReLU), ``"redo"`` (ReLU + :class:`ReDoCallback` every ``redo_every`` epochs up to
-    epoch ``redo_until``, default half of ``epochs``, at ``redo_tau``) or ``"leaky"`` (leaky ReLU with ``slope``).
-    Every remedy starts from the same initial weights for a given ``seed``.
+    ``X`` (N, D) and ``y`` (N,) are the training data (no validation split); ``config`` gives the network,
+    optimisation and ReDo schedule (its data fields are not read: the data are ``X, y``). ``remedy`` is
+    ``"none"`` (ReLU), ``"redo"`` (ReLU + ReDo every ``config.redo_every`` epochs up to ``config.redo_until``,
+    default half of ``config.epochs``, at ``config.redo_tau``) or ``"leaky"`` (leaky ReLU with ``config.slope``).
+    Every remedy starts from the same initial weights for a given ``config.seed``.
+
+    Raises ValueError for an unknown remedy, and when the trained network overflows on the data.
     """
-    config = RunConfig(
-        hidden=tuple(hidden),
-        activation="relu",
-        slope=slope,
-        init=init,
-        init_std=init_std,
-        optimizer=optimizer,
-        lr=lr,
-        reg=reg,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        remedy=check_remedy(remedy),
-        redo_every=redo_every,
-        redo_tau=redo_tau,
-        redo_until=redo_until,
-    )
-    return _remedy_run(config, PreparedData.from_arrays(X, y), callbacks)
+    cell = replace(config, activation="relu", remedy=check_remedy(remedy))
+    return _remedy_run(cell, PreparedData.from_arrays(X, y), callbacks)
 
 
 def _remedy_run(config: RunConfig, data: PreparedData, callbacks: Sequence[Callback] = ()) -> RemedyRun:
@@ -162,7 +145,7 @@ def _remedy_run(config: RunConfig, data: PreparedData, callbacks: Sequence[Callb
         train_accuracy=float(result.train_accuracy or 0.0),
         final_loss=float(result.history["loss"][-1]) if result.history["loss"] else math.nan,
         dead_fraction=overall_dead_fraction(result.stats),
-        dead_by_gradient_fraction=sum(int(m.sum()) for m in result.no_gradient.values()) / n_units,
+        stuck_fraction=sum(int(m.sum()) for m in result.no_gradient.values()) / n_units,
         recycled=sum(r["total"] for r in result.redo or []),
         diverged=result.status == "diverged",
     )
@@ -171,21 +154,10 @@ def _remedy_run(config: RunConfig, data: PreparedData, callbacks: Sequence[Callb
 def compare_remedies(
     X: NDArray[Any] | None = None,
     y: NDArray[np.integer[Any]] | None = None,
+    config: RunConfig = COMPARISON_CONFIG,
     *,
     remedies: Sequence[str] = REMEDIES,
     seeds: Sequence[int] = tuple(range(10)),
-    hidden: Sequence[int] = (100,),
-    init: str = "normal",
-    init_std: float = 0.01,
-    lr: float = 3.0,
-    reg: float = 1e-3,
-    epochs: int = 2000,
-    optimizer: str = "sgd",
-    batch_size: int | None = None,
-    redo_every: int = 100,
-    redo_tau: float = 0.0,
-    redo_until: int | None = None,
-    slope: float = 0.01,
 ) -> RemedyComparison:
     """Train every (remedy, seed) pair on the same data and compare dead fractions and accuracy.
 
@@ -193,19 +165,16 @@ def compare_remedies(
     ----------
     X, y
         Training data (N, D) and labels (N,); ``None`` uses ``spiral(100, 3, seed=0)`` (the CS231n data).
+    config
+        The network, training and ReDo settings (default :data:`COMPARISON_CONFIG`); each run is
+        ``replace(config, seed=seed, remedy=remedy)``. ReDo recycles every ``redo_every`` epochs up to epoch
+        ``redo_until`` (default half of ``epochs``: the second half trains without resets, so the final measurement
+        sees trained units, not fresh ones), at threshold ``redo_tau``; ``slope`` is leaky ReLU's.
     remedies
         Any of ``"none"``, ``"redo"``, ``"leaky"`` (see :func:`run_remedy`).
     seeds
         Seeds of the initial weights (and minibatch order); every remedy runs with each seed. At step size 3 the
         final accuracy of one run varies by ±0.15 between seeds, so compare means over 10 or more.
-    hidden, init, init_std, lr, reg, epochs, optimizer, batch_size
-        The network and training settings (defaults: the CS231n 2-layer net, 0.01·randn init, step size 3.0).
-    redo_every, redo_tau, redo_until
-        ReDo schedule: recycle every ``redo_every`` epochs up to epoch ``redo_until`` (default half of ``epochs``:
-        the second half trains without resets, so the final measurement sees trained units, not fresh ones), at
-        threshold ``redo_tau``.
-    slope
-        Leaky ReLU's negative slope.
 
     Returns
     -------
@@ -224,39 +193,26 @@ def compare_remedies(
         check_remedy(remedy)
     if isinstance(seeds, str | int) or not seeds:
         raise ValueError(f"seeds must be a non-empty list of ints, e.g. seeds=[0, 1, 2, 3, 4], got {seeds!r}")
-    check_positive(lr, "lr")
-    check_tau(redo_tau)
-    config = {
+    check_positive(config.lr, "lr")
+    check_tau(config.redo_tau)
+    record = {
         "remedies": list(remedies),
         "seeds": [int(s) for s in seeds],
         "n_samples": int(X.shape[0]),
-        "hidden": [int(h) for h in hidden],
-        "init": init,
-        "init_std": init_std,
-        "lr": lr,
-        "reg": reg,
-        "epochs": epochs,
-        "optimizer": optimizer,
-        "batch_size": batch_size,
-        "redo_every": redo_every,
-        "redo_tau": redo_tau,
-        "redo_until": redo_until if redo_until is not None else default_redo_until(epochs),
-        "slope": slope,
+        "hidden": list(config.hidden),
+        "init": config.init,
+        "init_std": config.init_std,
+        "lr": config.lr,
+        "reg": config.reg,
+        "epochs": config.epochs,
+        "optimizer": config.optimizer,
+        "batch_size": config.batch_size,
+        "redo_every": config.redo_every,
+        "redo_tau": config.redo_tau,
+        "redo_until": config.redo_until if config.redo_until is not None else default_redo_until(config.epochs),
+        "slope": config.slope,
     }
     data = PreparedData.from_arrays(X, y)
-    base = RunConfig(
-        hidden=tuple(int(h) for h in hidden),
-        slope=slope,
-        init=init,
-        init_std=init_std,
-        optimizer=optimizer,
-        lr=lr,
-        reg=reg,
-        epochs=epochs,
-        batch_size=batch_size,
-        redo_every=redo_every,
-        redo_tau=redo_tau,
-        redo_until=redo_until,
-    )
+    base = replace(config, activation="relu")
     runs = [_remedy_run(replace(base, seed=int(seed), remedy=remedy), data) for seed in seeds for remedy in remedies]
-    return RemedyComparison(config=config, runs=runs)
+    return RemedyComparison(config=record, runs=runs)
